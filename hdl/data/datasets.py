@@ -1,0 +1,250 @@
+"""Image classification data sets as uint8 arrays, read from their real on-disk formats.
+
+Every loader returns a ``Dataset`` with train and test images as uint8
+``(N, H, W, C)`` arrays, int64 labels and the class names.  The CIFAR files are
+the python pickle batches (``cifar-10-batches-py/``, ``cifar-100-python/``);
+Fashion-MNIST is the idx format, gzipped or not.  Downloading goes through
+torchvision and happens only when asked for (``download=True``), so an offline
+machine fails at once with an error that names the path and the remedies.
+"""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hdl.errors import UserError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train_images: np.ndarray  # uint8 (N, H, W, C)
+    train_labels: np.ndarray  # int64 (N,)
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...]
+    #: whether a horizontal flip keeps the class (true for photos and clothes, not for digits)
+    hflip: bool = True
+    _stats: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return self.train_images.shape[-1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_images.shape[1]
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images, in [0, 1] units (for normalisation)."""
+        if not self._stats:
+            pixels = self.train_images.reshape(-1, self.channels).astype(np.float64) / 255.0
+            self._stats["mean"] = tuple(float(v) for v in pixels.mean(axis=0))
+            self._stats["std"] = tuple(float(v) for v in pixels.std(axis=0))
+        return self._stats["mean"], self._stats["std"]
+
+
+def _check_arrays(name: str, images: np.ndarray, labels: np.ndarray, source: Path | str) -> None:
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
+        raise UserError(
+            f"{name}: {source} holds images of shape {images.shape} ({images.dtype}) and {len(labels)} labels; "
+            "expected uint8 (N, H, W, C) images with one label each. Delete the files and fetch them again."
+        )
+
+
+# ---------------------------------------------------------------- CIFAR (pickle batches)
+
+CIFAR_URLS = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+}
+
+
+@dataclass(frozen=True)
+class _CifarLayout:
+    folder: str
+    train_files: tuple[str, ...]
+    test_file: str
+    meta_file: str
+    label_key: bytes
+    names_key: bytes
+    torchvision_class: str
+
+
+_CIFAR = {
+    "cifar10": _CifarLayout(
+        folder="cifar-10-batches-py",
+        train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+        test_file="test_batch",
+        meta_file="batches.meta",
+        label_key=b"labels",
+        names_key=b"label_names",
+        torchvision_class="CIFAR10",
+    ),
+    "cifar100": _CifarLayout(
+        folder="cifar-100-python",
+        train_files=("train",),
+        test_file="test",
+        meta_file="meta",
+        label_key=b"fine_labels",
+        names_key=b"fine_label_names",
+        torchvision_class="CIFAR100",
+    ),
+}
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="bytes")
+
+
+def _read_cifar_batches(paths: list[Path], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for path in paths:
+        batch = _unpickle(path)
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+def _load_cifar(name: str, data_dir: Path, download: bool) -> Dataset:
+    layout = _CIFAR[name]
+    root = data_dir / layout.folder
+    needed = [root / f for f in (*layout.train_files, layout.test_file, layout.meta_file)]
+    if not all(path.is_file() for path in needed) and download:
+        import torchvision.datasets
+
+        getattr(torchvision.datasets, layout.torchvision_class)(root=str(data_dir), train=True, download=True)
+    missing = [path for path in needed if not path.is_file()]
+    if missing:
+        raise UserError(
+            f"{name}: {missing[0]} is missing (expected the python pickle batches in {root}/). "
+            f"Either rerun with download enabled (`--download`, or `download: true` in the config; needs internet), "
+            f"or download {CIFAR_URLS[name]} and extract it into {data_dir}/."
+        )
+    train_images, train_labels = _read_cifar_batches([root / f for f in layout.train_files], layout.label_key)
+    test_images, test_labels = _read_cifar_batches([root / layout.test_file], layout.label_key)
+    _check_arrays(name, train_images, train_labels, root)
+    class_names = tuple(n.decode() for n in _unpickle(root / layout.meta_file)[layout.names_key])
+    return Dataset(name, train_images, train_labels, test_images, test_labels, class_names, hflip=True)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST (idx files)
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+_FASHION_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (the MNIST format), gzipped or not, as a uint8 array of its stated shape."""
+    opener: Callable = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise UserError(f"{path} is not an unsigned-byte idx file (bad magic number); fetch it again.")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(shape)):
+        raise UserError(f"{path} is truncated: header says {shape}, found {array.size} bytes; fetch it again.")
+    return array.reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fashion_mnist_folder(data_dir: Path, download: bool) -> Path:
+    candidates = [data_dir / "fashion-mnist", data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
+    for folder in candidates:
+        if all(_find_idx(folder, stem) for stem in _FASHION_FILES.values()):
+            return folder
+    if download:
+        import torchvision.datasets
+
+        torchvision.datasets.FashionMNIST(root=str(data_dir), train=True, download=True)
+        return data_dir / "FashionMNIST" / "raw"
+    raise UserError(
+        "fashion_mnist: the idx files were found in none of "
+        + ", ".join(str(c) for c in candidates)
+        + ". Install Debian's package (`apt-get install dataset-fashion-mnist`), "
+        "or rerun with download enabled (`--download`, or `download: true` in the config; needs internet)."
+    )
+
+
+def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
+    folder = _fashion_mnist_folder(data_dir, download)
+    arrays = {key: read_idx(_find_idx(folder, stem)) for key, stem in _FASHION_FILES.items()}
+    train_images = arrays["train_images"][..., None]
+    test_images = arrays["test_images"][..., None]
+    train_labels = arrays["train_labels"].astype(np.int64)
+    test_labels = arrays["test_labels"].astype(np.int64)
+    _check_arrays("fashion_mnist", train_images, train_labels, folder)
+    _check_arrays("fashion_mnist", test_images, test_labels, folder)
+    return Dataset("fashion_mnist", train_images, train_labels, test_images, test_labels, FASHION_MNIST_CLASSES)
+
+
+# ---------------------------------------------------------------- scikit-learn digits
+
+DIGITS_TEST_FRACTION = 0.2
+
+
+def _load_digits(data_dir: Path, download: bool) -> Dataset:
+    """scikit-learn's 8x8 digits (1797 images, shipped with the package), split 80/20 stratified with a fixed seed."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    test_mask = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        test_mask[members[: int(round(len(members) * DIGITS_TEST_FRACTION))]] = True
+    return Dataset(
+        "digits",
+        np.ascontiguousarray(images[~test_mask]),
+        labels[~test_mask],
+        np.ascontiguousarray(images[test_mask]),
+        labels[test_mask],
+        tuple(str(d) for d in range(10)),
+        hflip=False,
+    )
+
+
+LOADERS: dict[str, Callable[[Path, bool], Dataset]] = {
+    "cifar10": lambda data_dir, download: _load_cifar("cifar10", data_dir, download),
+    "cifar100": lambda data_dir, download: _load_cifar("cifar100", data_dir, download),
+    "fashion_mnist": _load_fashion_mnist,
+    "digits": _load_digits,
+}
+DATASET_NAMES = tuple(LOADERS)
+
+
+def load_dataset(name: str, data_dir: str | Path = "data", download: bool = False) -> Dataset:
+    """Load data set ``name`` from ``data_dir``; ``download=True`` lets torchvision fetch what is missing."""
+    if name not in LOADERS:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+    return LOADERS[name](Path(data_dir), download)

@@ -1,0 +1,49 @@
+"""`hdl split`: write one grid cell's labeled and unlabeled indices."""
+
+from __future__ import annotations
+
+import argparse
+
+from hdl.data.datasets import DATASET_NAMES, load_dataset
+from hdl.data.splits import make_split, save_split
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)}")
+    parser.add_argument("--labels", type=int, required=True,
+                        help="balanced: total labeled budget (N/C per class); long-tailed: N_1, the head class's count")
+    parser.add_argument("--imbalance", type=float, default=1.0, help="imbalance factor IF (1 = balanced)")
+    parser.add_argument("--seed", type=int, default=0, help="which samples are drawn")
+    parser.add_argument("--out", required=True, help="output .npz with labeled_idx and unlabeled_idx")
+    parser.add_argument("--unlabeled-ratio", type=float, default=2.0,
+                        help="long-tailed only: M_1 = ratio * N_1 unlabeled samples in the head class")
+    parser.add_argument("--include-labeled", action="store_true",
+                        help="also put the labeled samples into the unlabeled set (as FixMatch does)")
+    parser.add_argument("--data-dir", default="data", help="where data sets live")
+    parser.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+
+
+def run(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset, args.data_dir, args.download)
+    split = make_split(
+        dataset.train_labels,
+        dataset.num_classes,
+        args.labels,
+        args.imbalance,
+        args.seed,
+        args.unlabeled_ratio,
+        args.include_labeled,
+    )
+    save_split(
+        args.out,
+        split,
+        dataset=args.dataset,
+        num_classes=dataset.num_classes,
+        labels=args.labels,
+        imbalance=args.imbalance,
+        seed=args.seed,
+    )
+    print(f"labeled per class:   {split.labeled_counts(dataset.train_labels, dataset.num_classes)}")
+    print(f"unlabeled per class: {split.unlabeled_counts(dataset.train_labels, dataset.num_classes)}")
+    print(f"wrote {args.out}: {len(split.labeled_idx)} labeled, {len(split.unlabeled_idx)} unlabeled")
+    return 0

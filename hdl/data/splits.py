@@ -1,0 +1,99 @@
+"""Labeled/unlabeled splits of a training set: balanced budgets and the long-tailed construction.
+
+Balanced (imbalance 1): ``n_labels`` is the total budget, ``n_labels / C`` per
+class, and every other training sample is unlabeled.  Long-tailed (imbalance
+IF > 1), the construction of DARP, CReST, ABC, DASO and USB's imb_algorithms:
+``n_labels`` is N_1, the head class's labeled count, class k gets
+``int(N_1 * IF ** (-k / (C - 1)))`` and the unlabeled set follows the same
+profile from M_1 = ratio * N_1.  Class 0 is the head; the seed decides which
+samples are drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hdl.errors import UserError
+from hdl.io import save_npz
+
+
+def long_tailed_counts(n_max: int, imbalance: float, num_classes: int) -> list[int]:
+    """Per-class counts decaying exponentially from ``n_max`` (class 0) to ``int(n_max / imbalance)``."""
+    if imbalance < 1:
+        raise UserError(f"imbalance factor must be >= 1, got {imbalance}")
+    if num_classes == 1:
+        return [int(n_max)]
+    decay = (1.0 / imbalance) ** (1.0 / (num_classes - 1))
+    counts = [int(n_max * decay**k) for k in range(num_classes - 1)]
+    return counts + [int(n_max / imbalance)]
+
+
+@dataclass(frozen=True)
+class Split:
+    labeled_idx: np.ndarray  # int64 indices into the training set
+    unlabeled_idx: np.ndarray
+
+    def labeled_counts(self, train_labels: np.ndarray, num_classes: int) -> list[int]:
+        return np.bincount(train_labels[self.labeled_idx], minlength=num_classes).tolist()
+
+    def unlabeled_counts(self, train_labels: np.ndarray, num_classes: int) -> list[int]:
+        return np.bincount(train_labels[self.unlabeled_idx], minlength=num_classes).tolist()
+
+
+def make_split(
+    train_labels: np.ndarray,
+    num_classes: int,
+    n_labels: int,
+    imbalance: float = 1.0,
+    seed: int = 0,
+    unlabeled_ratio: float = 2.0,
+    include_labeled_in_unlabeled: bool = False,
+) -> Split:
+    """Draw the labeled and unlabeled indices of one grid cell, deterministically from ``seed``."""
+    train_labels = np.asarray(train_labels)
+    if imbalance == 1:
+        if n_labels % num_classes:
+            raise UserError(
+                f"--labels {n_labels} is not a multiple of the {num_classes} classes; "
+                f"a balanced budget is split evenly (e.g. {num_classes * max(1, n_labels // num_classes)})"
+            )
+        labeled_counts = [n_labels // num_classes] * num_classes
+        unlabeled_counts = None  # everything that is left
+    else:
+        labeled_counts = long_tailed_counts(n_labels, imbalance, num_classes)
+        unlabeled_counts = long_tailed_counts(int(unlabeled_ratio * n_labels), imbalance, num_classes)
+
+    rng = np.random.default_rng(seed)
+    labeled, unlabeled = [], []
+    for label in range(num_classes):
+        members = rng.permutation(np.flatnonzero(train_labels == label))
+        wanted_unlabeled = 0 if unlabeled_counts is None else unlabeled_counts[label]
+        if labeled_counts[label] + wanted_unlabeled > len(members):
+            raise UserError(
+                f"class {label} has {len(members)} training samples, but the split asks for "
+                f"{labeled_counts[label]} labeled + {wanted_unlabeled} unlabeled; lower --labels "
+                f"(or --unlabeled-ratio)"
+            )
+        chosen = members[: labeled_counts[label]]
+        rest = members[labeled_counts[label] :]
+        labeled.append(chosen)
+        pool = rest if unlabeled_counts is None else rest[:wanted_unlabeled]
+        unlabeled.append(np.concatenate([chosen, pool]) if include_labeled_in_unlabeled else pool)
+    return Split(np.sort(np.concatenate(labeled)).astype(np.int64), np.sort(np.concatenate(unlabeled)).astype(np.int64))
+
+
+def save_split(path: str | Path, split: Split, **metadata) -> None:
+    save_npz(path, labeled_idx=split.labeled_idx, unlabeled_idx=split.unlabeled_idx, **metadata)
+
+
+def load_split(path: str | Path) -> Split:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"split file {path} does not exist; create it with `hdl split ... --out {path}`")
+    with np.load(path) as data:
+        if "labeled_idx" not in data or "unlabeled_idx" not in data:
+            raise UserError(f"{path} is not a split file (needs labeled_idx and unlabeled_idx); recreate it with `hdl split`")
+        return Split(data["labeled_idx"].astype(np.int64), data["unlabeled_idx"].astype(np.int64))
