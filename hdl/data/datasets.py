@@ -50,9 +50,16 @@ class Dataset:
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the training images, in [0, 1] units (for normalisation)."""
         if not self._stats:
-            pixels = self.train_images.reshape(-1, self.channels).astype(np.float64) / 255.0
-            self._stats["mean"] = tuple(float(v) for v in pixels.mean(axis=0))
-            self._stats["std"] = tuple(float(v) for v in pixels.std(axis=0))
+            # A 256-bin histogram per channel gives exact moments without a float copy of every pixel.
+            pixels = self.train_images.reshape(-1, self.channels)
+            values = np.arange(256, dtype=np.float64) / 255.0
+            means, stds = [], []
+            for channel in range(self.channels):
+                histogram = np.bincount(pixels[:, channel], minlength=256) / len(pixels)
+                mean = float(histogram @ values)
+                means.append(mean)
+                stds.append(float(np.sqrt(histogram @ (values - mean) ** 2)))
+            self._stats["mean"], self._stats["std"] = tuple(means), tuple(stds)
         return self._stats["mean"], self._stats["std"]
 
 
