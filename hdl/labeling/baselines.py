@@ -1,0 +1,118 @@
+"""Labelers HDL is measured against, on the same inputs (HDL_SPEC.md, diagnostics).
+
+Each returns a ``Labeling``: a label per sample (-1 where it abstains) and a confidence
+that orders its labels from most to least trusted, for scoring at matched coverage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+from hdl.labeling.knn import KnnGraph, l2_normalize
+
+ARGMAX_THRESHOLD = 0.95
+PROPAGATION_ALPHA = 0.99
+PROPAGATION_GAMMA = 3.0
+PROPAGATION_ITERATIONS = 20
+
+
+@dataclass(frozen=True)
+class Labeling:
+    labels: np.ndarray  # int64 (N,), -1 where the labeler abstains
+    confidence: np.ndarray  # float64 (N,), higher = more trusted
+
+
+def knn_vote(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, k: int) -> Labeling:
+    """Similarity-weighted vote of each sample's k nearest originally labeled samples.
+
+    Non-hierarchical: the labeled set never grows. Confidence is the winner's vote share.
+    Given labels are kept as they are.
+    """
+    vectors = l2_normalize(embeddings)
+    labeled = np.flatnonzero(labels >= 0)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors[labeled])
+    similarities, positions = index.search(vectors, min(k, len(labeled)))
+    voter_labels = labels[labeled][positions]
+    votes = np.zeros((len(labels), n_classes))
+    rows = np.repeat(np.arange(len(labels)), positions.shape[1])
+    np.add.at(votes, (rows, voter_labels.ravel()), np.maximum(similarities, 1e-6).ravel())
+    return _keep_given(labels, votes.argmax(axis=1), votes.max(axis=1) / votes.sum(axis=1))
+
+
+def label_propagation(
+    graph: KnnGraph,
+    labels: np.ndarray,
+    n_classes: int,
+    alpha: float = PROPAGATION_ALPHA,
+    gamma: float = PROPAGATION_GAMMA,
+    iterations: int = PROPAGATION_ITERATIONS,
+) -> Labeling:
+    """Label propagation (Zhou et al. 2004) on the k-NN graph, as Iscen et al. (CVPR 2019) run it.
+
+    Affinities s^gamma of the k-NN (negative similarities dropped), symmetrised, normalised
+    D^-1/2 W D^-1/2; solve (I - alpha W) Z = Y by conjugate gradient, with Y_ic = 1/|L_c| for
+    the labeled samples of class c. Label = argmax of Z; confidence = the max of Z's row
+    normalised to sum 1. Samples Z leaves at 0 (unreached) abstain.
+    """
+    n = len(labels)
+    present = graph.neighbors >= 0
+    rows = np.repeat(np.arange(n), graph.k)[present.ravel()]
+    affinity = np.maximum(graph.similarities[present], 0.0) ** gamma
+    weights = sp.csr_matrix((affinity, (rows, graph.neighbors[present])), shape=(n, n))
+    weights = weights + weights.T
+    weights.setdiag(0)
+    degree = np.asarray(weights.sum(axis=1)).ravel()
+    inv_sqrt_degree = 1.0 / np.sqrt(np.maximum(degree, np.finfo(float).tiny))
+    normalized = sp.diags(inv_sqrt_degree) @ weights @ sp.diags(inv_sqrt_degree)
+    system = sp.identity(n, format="csr") - alpha * normalized
+
+    labeled = np.flatnonzero(labels >= 0)
+    seeds = np.zeros((n, n_classes))
+    seeds[labeled, labels[labeled]] = 1.0 / np.bincount(labels[labeled], minlength=n_classes)[labels[labeled]]
+    scores = np.maximum(_conjugate_gradient(system, seeds, iterations), 0.0)
+    totals = scores.sum(axis=1)
+    reached = totals > 0
+    confidence = np.where(reached, scores.max(axis=1) / np.where(reached, totals, 1.0), 0.0)
+    return _keep_given(labels, np.where(reached, scores.argmax(axis=1), -1), confidence)
+
+
+def argmax_labels(probs: np.ndarray, labels: np.ndarray) -> Labeling:
+    """The model's own prediction; confidence = its max probability."""
+    return _keep_given(labels, probs.argmax(axis=1), probs.max(axis=1).astype(np.float64))
+
+
+def thresholded_argmax(probs: np.ndarray, labels: np.ndarray, threshold: float = ARGMAX_THRESHOLD) -> Labeling:
+    """The model's prediction where its max probability reaches ``threshold`` (FixMatch's rule)."""
+    confidence = probs.max(axis=1).astype(np.float64)
+    return _keep_given(labels, np.where(confidence >= threshold, probs.argmax(axis=1), -1), confidence)
+
+
+def _keep_given(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray) -> Labeling:
+    given = labels >= 0
+    return Labeling(
+        np.where(given, labels, predicted).astype(np.int64),
+        np.where(given, np.inf, confidence).astype(np.float64),
+    )
+
+
+def _conjugate_gradient(matrix: sp.spmatrix, rhs: np.ndarray, iterations: int) -> np.ndarray:
+    """Solve ``matrix @ x = rhs`` for every column of ``rhs`` at once (symmetric positive definite)."""
+    solution = np.zeros_like(rhs)
+    residual = rhs.copy()
+    direction = residual.copy()
+    residual_norm = np.einsum("ij,ij->j", residual, residual)
+    for _ in range(iterations):
+        product = matrix @ direction
+        curvature = np.einsum("ij,ij->j", direction, product)
+        step = np.divide(residual_norm, curvature, out=np.zeros_like(residual_norm), where=curvature > 0)
+        solution += step * direction
+        residual -= step * product
+        new_norm = np.einsum("ij,ij->j", residual, residual)
+        direction = residual + np.divide(new_norm, residual_norm, out=np.zeros_like(new_norm), where=residual_norm > 0) * direction
+        residual_norm = new_norm
+    return solution

@@ -1,0 +1,168 @@
+"""`hdl relabel`: HDL pseudo-labels for any embeddings, with adaptive k and diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import faiss
+import numpy as np
+
+from hdl.errors import UserError
+from hdl.io import save_npz, write_json
+from hdl.labeling import adaptive, baselines, hdl, knn, select
+from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labeler
+from hdl.labeling.inputs import RelabelInputs, check_k, load_inputs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--embeddings", required=True, help="(N, d) embeddings .npy, or the .npz of `hdl embed` (gives labels, probs, truth, index)")
+    io.add_argument("--labels", help="(N,) int labels .npy, -1 for unlabeled (default: 'labels' of the .npz)")
+    io.add_argument("--out", required=True, help="output .npz with labels, level, agreement, rank, index")
+    io.add_argument("--truth", help="(N,) true labels .npy for the diagnostics (default: 'truth' of the .npz)")
+    io.add_argument("--probs", help="(N, C) model probabilities .npy for the argmax labelers (default: 'probs' of the .npz)")
+    io.add_argument("--report", help="JSON report: k, k_scores, waves, coverage, seconds; with truth, accuracies")
+    io.add_argument("--num-classes", type=int, help="number of classes (default: probs' columns, else the largest label + 1)")
+
+    method = parser.add_argument_group("HDL")
+    method.add_argument("--k", default="auto", help="neighbours per sample: an integer, or 'auto' to pick from --k-candidates by hold-out (default: auto)")
+    method.add_argument("--k-candidates", type=int, nargs="+", default=list(adaptive.K_CANDIDATES), help="k values tried by --k auto (default: %(default)s)")
+    method.add_argument("--folds", type=int, default=adaptive.FOLDS, help="random stratified hold-outs per candidate k (default: %(default)s)")
+    method.add_argument("--holdout", type=float, default=adaptive.HOLDOUT_FRACTION, help="fraction of each class's labels hidden per hold-out (default: %(default)s)")
+    method.add_argument("--wave-rule", choices=hdl.WAVE_RULES, default="max_count", help="which unlabeled samples a wave labels: 'max_count' (spec) those with the most labeled neighbours; 'frontier' all with any, ranked by count then agreement (default: %(default)s)")
+    method.add_argument("--vote-weight", choices=hdl.VOTE_WEIGHTS, default="similarity", help="weight of a labeled neighbour's vote (default: %(default)s)")
+    method.add_argument("--seed", type=int, default=0, help="seed of the hold-outs and of the IVF clustering (default: %(default)s)")
+
+    graph = parser.add_argument_group("k-NN graph")
+    graph.add_argument("--exact-max-size", type=int, default=knn.EXACT_MAX_SIZE, help="exact search up to this many samples, IVF above (default: %(default)s)")
+    graph.add_argument("--nlist", type=int, help="IVF cells (default: 4 sqrt(N))")
+    graph.add_argument("--nprobe", type=int, default=knn.IVF_NPROBE, help="IVF cells searched per query (default: %(default)s)")
+    graph.add_argument("--threads", type=int, help="faiss threads (default: all OpenMP gives)")
+
+    diagnostics = parser.add_argument_group("diagnostics")
+    diagnostics.add_argument("--argmax-threshold", type=float, default=baselines.ARGMAX_THRESHOLD, help="confidence threshold of the thresholded-argmax labeler (default: %(default)s)")
+
+    stage2 = parser.add_argument_group("stage-2 selection")
+    stage2.add_argument("--extra-labels-out", help="write the selected HDL labels here (.npz: index, label, weight) for `hdl train --extra-labels`")
+    stage2.add_argument("--max-level", type=int, help="keep only the first N waves (default: all)")
+    stage2.add_argument("--min-agreement", type=float, default=0.0, help="keep only labels with vote agreement >= this (default: %(default)s)")
+    stage2.add_argument("--weight", choices=select.WEIGHTS, default="one", help="per-sample weight: 'one' or the vote agreement (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    fixed_k = _parse_k(args.k)
+    _check_options(args)
+    inputs = load_inputs(args.embeddings, args.labels, args.probs, args.truth, args.num_classes)
+    n = len(inputs.labels)
+    check_k([fixed_k] if fixed_k is not None else args.k_candidates, n)
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    graph = knn.build_knn_graph(
+        inputs.embeddings,
+        fixed_k or max(args.k_candidates),
+        exact_max_size=args.exact_max_size,
+        nlist=args.nlist,
+        nprobe=args.nprobe,
+        seed=args.seed,
+    )
+    chosen = adaptive.adaptive_hdl(
+        graph,
+        inputs.labels,
+        inputs.n_classes,
+        k=fixed_k,
+        k_candidates=args.k_candidates,
+        folds=args.folds,
+        holdout_fraction=args.holdout,
+        seed=args.seed,
+        wave_rule=args.wave_rule,
+        vote_weight=args.vote_weight,
+    )
+    seconds = time.perf_counter() - start
+    result = chosen.result
+    unlabeled = inputs.labels < 0
+
+    report = {
+        "k": chosen.k,
+        "k_scores": {str(k): score for k, score in chosen.k_scores.items()},
+        "waves": result.waves,
+        "coverage": float((result.labels[unlabeled] >= 0).mean()) if unlabeled.any() else 1.0,
+        "seconds": seconds,
+        "n_samples": n,
+        "n_labeled": int((~unlabeled).sum()),
+        "graph": "exact" if n <= args.exact_max_size else "ivf",
+    }
+    if inputs.truth is not None:
+        report.update(_diagnostics(inputs, graph.truncate(chosen.k), chosen.k, result, report["coverage"], args.argmax_threshold))
+
+    save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index)
+    if args.extra_labels_out:
+        positions, labels, weights = select.select_pseudo_labels(
+            result.labels, result.level, result.agreement, args.max_level, args.min_agreement, args.weight
+        )
+        save_npz(args.extra_labels_out, index=inputs.index[positions], label=labels, weight=weights)
+    if args.report:
+        write_json(args.report, report)
+    print(f"hdl relabel: k={chosen.k}, {result.waves} waves, coverage {report['coverage']:.3f}"
+          + (f", accuracy {report['accuracy']:.4f}" if "accuracy" in report else "") + f", {seconds:.2f} s")
+    return 0
+
+
+def _diagnostics(
+    inputs: RelabelInputs, graph: knn.KnnGraph, k: int, result: hdl.HdlResult, coverage: float, argmax_threshold: float
+) -> dict:
+    """HDL's accuracy on the unlabeled samples and the comparison labelers' at HDL's coverage."""
+    start = time.perf_counter()
+    truth, labels, unlabeled = inputs.truth, inputs.labels, inputs.labels < 0
+    hdl_labeling = baselines.Labeling(result.labels, result.confidence)
+    labelers = {
+        "hdl": hdl_labeling,
+        "knn_vote": baselines.knn_vote(inputs.embeddings, labels, inputs.n_classes, k),
+        "label_propagation": baselines.label_propagation(graph, labels, inputs.n_classes),
+    }
+    if inputs.probs is not None:
+        labelers["argmax"] = baselines.argmax_labels(inputs.probs, labels)
+        labelers["argmax_threshold"] = baselines.thresholded_argmax(inputs.probs, labels, argmax_threshold)
+    hdl_score = score_labeler(hdl_labeling, truth, unlabeled, 1.0, n_classes=inputs.n_classes)
+    reached = unlabeled & (result.labels >= 0)
+    comparison = {}
+    for name, labeling in labelers.items():
+        if name != "hdl":
+            score = score_labeler(labeling, truth, unlabeled, coverage, n_classes=inputs.n_classes)
+            comparison[name] = {"accuracy": score["accuracy"], "coverage": score["coverage"]}
+    return {
+        "accuracy": hdl_score["accuracy"],
+        "per_class": hdl_score["per_class"],
+        "per_level": per_level_accuracy(result.level[reached], result.labels[reached] == truth[reached]),
+        "comparison": comparison,
+        "coverage_curve": {name: coverage_curve(labeling, truth, unlabeled) for name, labeling in labelers.items()},
+        "seconds_diagnostics": time.perf_counter() - start,
+    }
+
+
+def _parse_k(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--k must be 'auto' or an integer, got {value!r}") from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    checks = [
+        (args.folds >= 1, f"--folds must be at least 1, got {args.folds}"),
+        (0 < args.holdout < 1, f"--holdout must lie in (0, 1), got {args.holdout}"),
+        (args.exact_max_size >= 0, f"--exact-max-size must be >= 0, got {args.exact_max_size}"),
+        (args.nprobe >= 1 and (args.nlist is None or args.nlist >= 1), "--nprobe and --nlist must be at least 1"),
+        (args.threads is None or args.threads >= 1, f"--threads must be at least 1, got {args.threads}"),
+        (0 <= args.argmax_threshold <= 1, f"--argmax-threshold must lie in [0, 1], got {args.argmax_threshold}"),
+        (0 <= args.min_agreement <= 1, f"--min-agreement must lie in [0, 1], got {args.min_agreement}"),
+        (args.max_level is None or args.max_level >= 1, f"--max-level must be at least 1, got {args.max_level}"),
+        (args.num_classes is None or args.num_classes >= 1, f"--num-classes must be at least 1, got {args.num_classes}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
