@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -82,12 +83,19 @@ class Algorithm(nn.Module):
     def training_step(
         self, model: nn.Module, batch: Batch, context: StepContext
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Return the scalar loss to minimise and floats to log (e.g. ``{"loss_x": ..., "mask": ...}``).
+        """Return the scalar loss to minimise and values to log (e.g. ``{"loss_x": ..., "mask": ...}``).
 
         ``model(x)`` returns ``(logits, features)``: features are the
-        penultimate-layer embeddings.
+        penultimate-layer embeddings.  Log values may be floats or detached
+        0-d tensors; tensors are better, as the trainer reads them only every
+        ``log_every`` steps and a ``.item()`` per step stalls a GPU.
         """
         raise NotImplementedError
+
+
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each sample's cross-entropy times its weight (the labeled loss of every method)."""
+    return (F.cross_entropy(logits, targets, reduction="none") * weights).mean()
 
 
 REGISTRY: dict[str, type[Algorithm]] = {}

@@ -1,0 +1,103 @@
+"""Wide ResNet backbones as in the semi-supervised codebases (FixMatch, USB, TorchSSL).
+
+``build_net("wrn-28-2", num_classes, in_channels)`` builds WRN-depth-width:
+WRN-28-2 for CIFAR-10, WRN-28-8 for CIFAR-100, and small ones such as
+WRN-10-1 for CPU runs.  BatchNorm momentum 0.001 (a running-average decay of
+0.999, TensorFlow's convention in the FixMatch code) and LeakyReLU(0.1) follow
+USB's ``semilearn/nets/wrn/wrn.py``.  Any channel count and image size work:
+the last feature map is average-pooled to 1x1.  ``model(x)`` returns
+``(logits, features)``; the features are the penultimate layer, the
+embeddings HDL labels with.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+BN_MOMENTUM = 0.001
+BN_EPS = 0.001
+LEAKY_SLOPE = 0.1
+
+
+def _bn_act(channels: int, bn_momentum: float) -> nn.Sequential:
+    return nn.Sequential(nn.BatchNorm2d(channels, momentum=bn_momentum, eps=BN_EPS), nn.LeakyReLU(LEAKY_SLOPE))
+
+
+class PreActBlock(nn.Module):
+    """BN-act-conv-BN-act-conv with an identity shortcut, or a 1x1 conv one when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_momentum: float):
+        super().__init__()
+        self.pre = _bn_act(in_channels, bn_momentum)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=True)
+        self.mid = _bn_act(out_channels, bn_momentum)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=True)
+        self.shortcut = (
+            None if in_channels == out_channels and stride == 1 else nn.Conv2d(in_channels, out_channels, 1, stride, 0, bias=True)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        activated = self.pre(x)
+        out = self.conv2(self.mid(self.conv1(activated)))
+        # When the shape changes, the shortcut also sees the activated input (USB's WRN does the same).
+        return out + (x if self.shortcut is None else self.shortcut(activated))
+
+
+class WideResNet(nn.Module):
+    def __init__(
+        self, num_classes: int, in_channels: int = 3, depth: int = 28, width: int = 2, bn_momentum: float = BN_MOMENTUM
+    ):
+        super().__init__()
+        if depth < 10 or (depth - 4) % 6 or width < 1:
+            raise ValueError(f"WRN depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...) and width >= 1, got {depth}-{width}")
+        blocks_per_group = (depth - 4) // 6
+        channels = [16, 16 * width, 32 * width, 64 * width]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=True)]
+        for group, stride in enumerate((1, 2, 2)):
+            for block in range(blocks_per_group):
+                first = block == 0
+                layers.append(
+                    PreActBlock(channels[group + (not first)], channels[group + 1], stride if first else 1, bn_momentum)
+                )
+        layers += [_bn_act(channels[3], bn_momentum), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels[3], num_classes)
+        self.feature_dim = channels[3]
+        self.num_classes = num_classes
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.xavier_normal_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return self.classifier(features), features
+
+
+ARCH_PATTERN = re.compile(r"wrn-(\d+)-(\d+)")
+
+
+def build_net(arch: str, num_classes: int, in_channels: int, bn_momentum: float = BN_MOMENTUM) -> WideResNet:
+    """Build ``wrn-DEPTH-WIDTH`` (e.g. ``wrn-28-2``); an unknown name is a UserError.
+
+    ``bn_momentum`` 0.001 suits the references' 2^20 steps; runs of a few
+    thousand steps need a larger one (e.g. 0.01) for usable running statistics.
+    """
+    from hdl.errors import UserError
+
+    match = ARCH_PATTERN.fullmatch(arch)
+    if match is None:
+        raise UserError(f"unknown --arch {arch!r}; use wrn-DEPTH-WIDTH, e.g. wrn-28-2 (CIFAR-10), wrn-28-8 (CIFAR-100), wrn-10-1 (CPU)")
+    try:
+        return WideResNet(num_classes, in_channels, int(match.group(1)), int(match.group(2)), bn_momentum)
+    except ValueError as error:
+        raise UserError(f"--arch {arch}: {error}") from None

@@ -1,0 +1,116 @@
+"""`hdl train`: train one method on one grid cell; rerunning the same command resumes it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from hdl.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from hdl.data import DATASET_NAMES
+    from hdl.ssl import REGISTRY
+    from hdl.track import MODES
+
+    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)}")
+    parser.add_argument("--labels", type=int, required=True, help="labeled budget, as for `hdl split`")
+    parser.add_argument("--imbalance", type=float, default=1.0, help="imbalance factor IF (1 = balanced)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split (unless --split), the weights and every stream")
+    parser.add_argument("--method", required=True, help=f"one of {', '.join(sorted(REGISTRY))}")
+    parser.add_argument("--steps", type=int, required=True, help="optimiser steps T (the cosine schedule spans them)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt and metrics.json go here")
+    parser.add_argument("--split", help="split .npz from `hdl split`; default: made from dataset, labels, imbalance, seed")
+    parser.add_argument("--arch", default="wrn-28-2", help="wrn-DEPTH-WIDTH: wrn-28-2 (CIFAR-10), wrn-28-8 (CIFAR-100), wrn-10-1 (CPU)")
+    parser.add_argument("--init", help="start from this checkpoint's model and EMA weights (HDL stage 2)")
+    parser.add_argument("--extra-labels", help=".npz with index, label[, weight]: pseudo-labels joining the labeled stream")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a trainer or method hyperparameter (repeatable); a wrong key lists the valid ones")
+    parser.add_argument("--data-dir", default="data", help="where data sets live")
+    parser.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--wandb-mode", default="disabled", choices=MODES)
+    parser.add_argument("--wandb-project", default="hdl")
+    parser.add_argument("--wandb-group")
+    parser.add_argument("--wandb-name")
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return torch.device(name)
+
+
+def read_extra_labels(path: str, num_train: int, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not Path(path).is_file():
+        raise UserError(f"--extra-labels {path} does not exist; write it with `hdl relabel ... --extra-labels-out {path}`")
+    with np.load(path) as data:
+        if "index" not in data or "label" not in data:
+            raise UserError(f"--extra-labels {path} needs arrays 'index' and 'label' (and optionally 'weight'); it has {list(data)}")
+        index = data["index"].astype(np.int64)
+        label = data["label"].astype(np.int64)
+        weight = data["weight"].astype(np.float32) if "weight" in data else np.ones(len(index), dtype=np.float32)
+    if not len(index) == len(label) == len(weight):
+        raise UserError(f"--extra-labels {path}: index, label and weight have different lengths")
+    if len(np.unique(index)) != len(index) or (len(index) and (index.min() < 0 or index.max() >= num_train)):
+        raise UserError(f"--extra-labels {path}: indices must be unique and in [0, {num_train})")
+    if len(label) and (label.min() < 0 or label.max() >= num_classes):
+        raise UserError(f"--extra-labels {path}: labels must be in [0, {num_classes})")
+    return index, label, weight
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hdl.data import load_dataset, load_split, make_split
+    from hdl.data.augment import Augmenter
+    from hdl.track import TrackingOptions
+    from hdl.train import Trainer, TrainingData, resolve_settings
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    train_settings, method_settings = resolve_settings(args.method, args.assignments)
+    config = {
+        "dataset": args.dataset,
+        "labels": args.labels,
+        "imbalance": args.imbalance,
+        "seed": args.seed,
+        "method": args.method,
+        "arch": args.arch,
+        "steps": args.steps,
+        "split": args.split,
+        "init": args.init,
+        "extra_labels": args.extra_labels,
+        "train": train_settings,
+        "method_config": method_settings,
+    }
+    dataset = load_dataset(args.dataset, args.data_dir, args.download)
+    split = (
+        load_split(args.split)
+        if args.split
+        else make_split(dataset.train_labels, dataset.num_classes, args.labels, args.imbalance, args.seed)
+    )
+    extra = read_extra_labels(args.extra_labels, len(dataset.train_labels), dataset.num_classes) if args.extra_labels else None
+    mean, std = dataset.channel_stats()
+    views = Augmenter(mean, std, hflip=dataset.hflip)
+    data = TrainingData.build(dataset, split.labeled_idx, split.unlabeled_idx, views, device, extra)
+    trainer = Trainer(config, data, device)
+    tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
+    metrics = trainer.fit(args.out, tracking, progress=not args.no_progress)
+    print(
+        f"{args.method} {args.arch} {args.dataset}: top1 {metrics['top1']:.4f}, balanced_acc {metrics['balanced_acc']:.4f}, "
+        f"median_last20_top1 {metrics['median_last20_top1']:.4f} after {metrics['steps']} steps "
+        f"({metrics['seconds']:.0f} s); wrote {Path(args.out) / 'metrics.json'}"
+    )
+    return 0
