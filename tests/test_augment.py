@@ -1,0 +1,222 @@
+import pytest
+import torch
+import torchvision.transforms.v2.functional as tvf
+
+from hdl.data import augment
+from hdl.data.augment import Augmenter
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+def random_images(batch: int, channels: int, size: int, device: str = "cpu") -> torch.Tensor:
+    return torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8, device=device)
+
+
+def pixel_augmenter(channels: int, **options) -> Augmenter:
+    """Normalises to x / 255, so `to_pixels` recovers the uint8 values exactly."""
+    return Augmenter(mean=(0.0,) * channels, std=(1.0,) * channels, **options)
+
+
+def to_pixels(normalised: torch.Tensor) -> torch.Tensor:
+    return (normalised * 255).round().to(torch.uint8)
+
+
+def ramp(size: int) -> torch.Tensor:
+    return torch.arange(size * size, dtype=torch.uint8).view(1, 1, size, size)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels, size", [(3, 32), (1, 28), (1, 8)])
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_views_are_normalised_float32_and_leave_the_input_alone(device, channels, size, view):
+    mean, std = (CIFAR_MEAN, CIFAR_STD) if channels == 3 else ((0.2860,), (0.3530,))
+    augmenter = Augmenter(mean=mean, std=std)
+    images = random_images(16, channels, size, device)
+    original = images.clone()
+
+    output = getattr(augmenter, view)(images)
+
+    assert output.shape == images.shape and output.dtype == torch.float32 and output.device == images.device
+    lowest = (0 - torch.tensor(mean, device=device)) / torch.tensor(std, device=device)
+    highest = (1 - torch.tensor(mean, device=device)) / torch.tensor(std, device=device)
+    assert (output >= lowest.view(1, -1, 1, 1) - 1e-5).all() and (output <= highest.view(1, -1, 1, 1) + 1e-5).all()
+    assert torch.equal(images, original)
+
+
+def test_normalize_is_x_over_255_minus_mean_over_std():
+    images = torch.tensor([0, 51, 255], dtype=torch.uint8).view(1, 1, 1, 3).expand(2, 3, 1, 3).contiguous()
+    output = Augmenter(CIFAR_MEAN, CIFAR_STD).normalize(images)
+    for channel, (mean, std) in enumerate(zip(CIFAR_MEAN, CIFAR_STD)):
+        expected = torch.tensor([(0 - mean) / std, (0.2 - mean) / std, (1 - mean) / std])
+        torch.testing.assert_close(output[:, channel, 0], expected.expand(2, 3), rtol=0, atol=1e-6)
+
+
+def test_inputs_that_break_the_contract_are_refused():
+    augmenter = Augmenter(CIFAR_MEAN, CIFAR_STD)
+    with pytest.raises(TypeError, match="uint8"):
+        augmenter.weak(torch.zeros(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="channels"):
+        augmenter.weak(random_images(2, 1, 32))
+    with pytest.raises(ValueError, match="square"):
+        augmenter.strong(torch.zeros(2, 3, 32, 16, dtype=torch.uint8))
+
+
+def test_weak_crop_is_a_window_of_the_reflect_padded_image_at_a_random_offset():
+    torch.manual_seed(0)
+    image = random_images(1, 3, 32)
+    batch = image.expand(64, -1, -1, -1)
+    crops = to_pixels(pixel_augmenter(3, hflip=False).weak(batch))
+
+    padded = tvf.pad(image, [4], padding_mode="reflect")[0]
+    windows = {(top, left): padded[:, top : top + 32, left : left + 32] for top in range(9) for left in range(9)}
+    offsets = [[offset for offset, window in windows.items() if torch.equal(crop, window)] for crop in crops]
+    assert all(len(found) == 1 for found in offsets)
+    assert len({found[0] for found in offsets}) > 20
+
+
+def test_weak_flip_mirrors_about_half_of_the_samples():
+    torch.manual_seed(0)
+    image = random_images(1, 1, 28)
+    flipped = to_pixels(pixel_augmenter(1, pad_fraction=0.0).weak(image.expand(200, -1, -1, -1)))
+    is_mirror = torch.tensor([torch.equal(sample, image[0].flip(-1)) for sample in flipped])
+    is_same = torch.tensor([torch.equal(sample, image[0]) for sample in flipped])
+    assert (is_mirror ^ is_same).all()
+    assert 60 < is_mirror.sum() < 140
+
+
+def test_strong_draws_its_own_ops_and_magnitudes_for_every_sample():
+    torch.manual_seed(0)
+    identical = random_images(1, 3, 32).expand(32, -1, -1, -1)
+    views = pixel_augmenter(3, hflip=False, pad_fraction=0.0, cutout_fraction=0.0).strong(identical)
+    distinct = {tuple(view.flatten().tolist()) for view in views}
+    assert len(distinct) > 28
+
+
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_seeding_torch_makes_views_reproducible(view):
+    images = random_images(8, 3, 16)
+    augmenter = Augmenter(CIFAR_MEAN, CIFAR_STD)
+
+    torch.manual_seed(7)
+    first = getattr(augmenter, view)(images)
+    state = torch.get_rng_state()
+    after_first = getattr(augmenter, view)(images)
+    torch.manual_seed(7)
+    again = getattr(augmenter, view)(images)
+    torch.set_rng_state(state)
+    restored = getattr(augmenter, view)(images)
+    torch.manual_seed(8)
+    other_seed = getattr(augmenter, view)(images)
+
+    assert torch.equal(first, again)
+    assert torch.equal(after_first, restored)
+    assert not torch.equal(first, other_seed)
+
+
+def test_cutout_grays_a_square_clipped_at_the_border():
+    images = torch.zeros(2, 1, 10, 10, dtype=torch.uint8)
+    centres_y, centres_x = torch.tensor([5, 0]), torch.tensor([5, 9])
+    out = augment.cutout(images, sides=torch.tensor([4, 4]), centres_y=centres_y, centres_x=centres_x)
+    expected = torch.zeros(2, 1, 10, 10, dtype=torch.uint8)
+    expected[0, :, 3:7, 3:7] = augment.CUTOUT_FILL
+    expected[1, :, 0:2, 7:10] = augment.CUTOUT_FILL
+    assert torch.equal(out, expected)
+
+
+def test_strong_applies_cutout_with_a_side_up_to_the_fraction():
+    torch.manual_seed(0)
+    augmenter = pixel_augmenter(3, hflip=False, pad_fraction=0.0, randaugment_ops=0, cutout_fraction=0.5)
+    white = torch.full((200, 3, 32, 32), 255, dtype=torch.uint8)
+    grayed = (to_pixels(augmenter.strong(white)) == augment.CUTOUT_FILL).all(1).sum((1, 2))
+    assert grayed.max() <= 16 * 16
+    assert grayed.float().mean() > 20
+
+
+def test_solarize_inverts_values_at_or_above_each_samples_threshold():
+    images = ramp(16).expand(3, -1, -1, -1)
+    out = augment.solarize(images, torch.tensor([128.0, 0.0, 256.0]))
+    assert torch.equal(out[0], torch.where(images[0] >= 128, 255 - images[0], images[0]))
+    assert torch.equal(out[1], 255 - images[1])
+    assert torch.equal(out[2], images[2])
+
+
+def test_posterize_keeps_the_top_bits_of_each_sample():
+    images = ramp(16).expand(3, -1, -1, -1)
+    out = augment.posterize(images, torch.tensor([4, 6, 8]))
+    assert torch.equal(out[0], images[0] & 0b11110000)
+    assert torch.equal(out[1], images[1] & 0b11111100)
+    assert torch.equal(out[2], images[2])
+
+
+def test_enhancements_interpolate_between_degenerate_and_original():
+    torch.manual_seed(0)
+    images = random_images(2, 3, 8)
+    for enhance in (augment.brightness, augment.color, augment.contrast, augment.sharpness):
+        assert torch.equal(enhance(images, torch.ones(2)), images)
+
+    assert torch.equal(augment.brightness(images, torch.full((2,), 0.5)), (images.float() / 2).round().to(torch.uint8))
+    gray = augment.color(images, torch.zeros(2))
+    assert torch.equal(gray, gray[:, :1].expand_as(gray))
+    flat = augment.contrast(images, torch.zeros(2))
+    assert torch.equal(flat, flat[:, :, :1, :1].expand_as(flat))
+
+    spike = torch.zeros(1, 1, 5, 5, dtype=torch.uint8)
+    spike[..., 2, 2] = 255
+    blurred = augment.sharpness(spike, torch.zeros(1))[0, 0]
+    assert blurred[2, 2] == round(255 * 5 / 13) and blurred[1, 1] == round(255 / 13) and blurred[0, 0] == 0
+
+
+def test_color_leaves_grayscale_images_alone():
+    images = random_images(2, 1, 8)
+    assert torch.equal(augment.color(images, torch.tensor([0.05, 0.5])), images)
+
+
+def test_autocontrast_and_equalize_stretch_a_dim_image_to_the_full_range():
+    dim = (100 + torch.arange(32 * 32) % 20).to(torch.uint8).view(1, 1, 32, 32).expand(1, 3, -1, -1)
+    for op in ("AutoContrast", "Equalize"):
+        out = augment.PIXEL_OPS[op].function(dim, torch.zeros(1))
+        assert out.max() >= 250 and out.min() < 20
+
+
+def test_rotating_by_90_degrees_matches_rot90():
+    images = random_images(4, 3, 32)
+    rotated = augment.affine_warp(images, augment.rotation_matrices(torch.full((4,), 90.0)))
+    assert torch.equal(rotated, torch.rot90(images, 1, dims=(-2, -1)))
+
+
+def test_translation_shifts_by_the_fraction_of_the_side_and_fills_black():
+    image = ramp(8)
+    moved = augment.affine_warp(image, augment.translate_x_matrices(torch.tensor([0.25])))
+    assert torch.equal(moved[..., :6], image[..., 2:])
+    assert (moved[..., 6:] == 0).all()
+    moved = augment.affine_warp(image, augment.translate_y_matrices(torch.tensor([-0.25])))
+    assert torch.equal(moved[..., 2:, :], image[..., :6, :])
+
+
+def test_shear_shifts_rows_in_proportion_to_their_distance_from_the_centre():
+    image = ramp(8)
+    sheared = augment.affine_warp(image, augment.shear_x_matrices(torch.tensor([0.25])))[0, 0]
+    assert torch.equal(sheared[2:6], image[0, 0, 2:6])
+    assert torch.equal(sheared[0, 1:], image[0, 0, 0, :7])
+    assert torch.equal(sheared[7, :7], image[0, 0, 7, 1:])
+    sheared_y = augment.affine_warp(image.transpose(-2, -1), augment.shear_y_matrices(torch.tensor([0.25])))
+    assert torch.equal(sheared_y[0, 0].T, sheared)
+
+
+def test_randaugment_step_gives_every_sample_the_op_it_drew():
+    torch.manual_seed(0)
+    ops = augment.RANDAUGMENT_OPS
+    assert len(ops) == 14
+    images = random_images(len(ops), 3, 16)
+    levels = torch.rand(len(ops))
+    out = augment.randaugment_step(images, torch.arange(len(ops)), levels)
+    for index, name in enumerate(ops):
+        op = {**augment.PIXEL_OPS, **augment.GEOMETRIC_OPS}[name]
+        magnitude = op.magnitudes(levels[index : index + 1])
+        if name in augment.GEOMETRIC_OPS:
+            alone = augment.affine_warp(images[index : index + 1], op.function(magnitude))
+        else:
+            alone = op.function(images[index : index + 1], magnitude)
+        assert torch.equal(out[index : index + 1], alone), name
+    assert torch.equal(out[ops.index("Identity")], images[ops.index("Identity")])
