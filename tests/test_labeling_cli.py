@@ -1,0 +1,109 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from hdl.cli import main
+
+REPORT_KEYS = {"k", "k_scores", "waves", "coverage", "seconds", "accuracy", "per_class", "per_level", "comparison", "coverage_curve"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits, 5 labels per class: real images, small enough to be fast."""
+    images, truth = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    labels = np.full(len(truth), -1)
+    for c in range(10):
+        chosen = rng.choice(np.flatnonzero(truth == c), 5, replace=False)
+        labels[chosen] = c
+    probs = np.eye(10)[(truth + (rng.random(len(truth)) < 0.3)) % 10] * 0.9 + 0.01  # a 70%-accurate model
+    return images.astype(np.float32), labels, truth, probs.astype(np.float32)
+
+
+def save(tmp_path, **arrays):
+    paths = {}
+    for name, array in arrays.items():
+        paths[name] = str(tmp_path / f"{name}.npy")
+        np.save(paths[name], array)
+    return paths
+
+
+def test_relabel_writes_labels_and_a_report_that_compares_labelers(tmp_path, digits):
+    images, labels, truth, probs = digits
+    paths = save(tmp_path, embeddings=images, labels=labels, truth=truth, probs=probs)
+    out, report_path = tmp_path / "out.npz", tmp_path / "report.json"
+    code = main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--out", str(out),
+                 "--truth", paths["truth"], "--probs", paths["probs"], "--report", str(report_path),
+                 "--k-candidates", "5", "10", "--folds", "2"])
+    assert code == 0
+    result = np.load(out)
+    assert {"labels", "level", "agreement", "index"} <= set(result.files)
+    assert np.array_equal(result["labels"][labels >= 0], labels[labels >= 0])
+    assert np.array_equal(result["index"], np.arange(len(labels)))
+    report = json.loads(report_path.read_text())
+    assert REPORT_KEYS <= set(report)
+    assert report["k"] in (5, 10) and set(report["k_scores"]) == {"5", "10"}
+    assert report["coverage"] == 1.0
+    unlabeled = labels < 0
+    assert report["accuracy"] == pytest.approx(np.mean(result["labels"][unlabeled] == truth[unlabeled]))
+    assert report["accuracy"] > 0.85  # digits' pixels cluster well
+    assert set(report["comparison"]) == {"knn_vote", "label_propagation", "argmax", "argmax_threshold"}
+    assert 0.6 < report["comparison"]["argmax"]["accuracy"] < 0.8
+    assert report["comparison"]["argmax_threshold"]["coverage"] == 0.0  # no prediction reaches 0.95
+    assert [point["coverage"] for point in report["coverage_curve"]["hdl"]] == pytest.approx(np.linspace(0.1, 1, 10), abs=1e-3)
+    assert sum(level["count"] for level in report["per_level"]) == unlabeled.sum()
+
+
+def test_relabel_reads_the_embed_npz_and_writes_extra_labels_by_train_index(tmp_path, digits):
+    images, labels, truth, probs = digits
+    embed = tmp_path / "embed.npz"
+    index = np.arange(len(labels)) * 3 + 7
+    norms = np.linalg.norm(images, axis=1, keepdims=True)
+    np.savez(embed, embeddings=images / norms, probs=probs, index=index, labels=labels, truth=truth)
+    out, extra = tmp_path / "out.npz", tmp_path / "extra.npz"
+    code = main(["relabel", "--embeddings", str(embed), "--out", str(out), "--k", "10",
+                 "--extra-labels-out", str(extra), "--max-level", "3", "--weight", "agreement"])
+    assert code == 0
+    result, selected = np.load(out), np.load(extra)
+    assert np.array_equal(result["index"], index)
+    kept = (result["level"] >= 1) & (result["level"] <= 3)
+    assert np.array_equal(selected["index"], index[kept])
+    assert np.array_equal(selected["label"], result["labels"][kept])
+    assert np.allclose(selected["weight"], result["agreement"][kept])
+    assert selected["index"].dtype == np.int64 and selected["weight"].dtype == np.float32
+
+
+BAD_INPUTS = {
+    "shapes disagree": (lambda e, y: (e, y[:-1]), [], "must have shape"),
+    "NaN embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.nan, e), y), [], "NaN or infinite"),
+    "infinite embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.inf, e), y), [], "NaN or infinite"),
+    "label out of range": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, 12, y)), ["--num-classes", "10"], "must lie in"),
+    "label below -1": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, -2, y)), [], "must lie in"),
+    "no labeled sample": (lambda e, y: (e, np.full_like(y, -1)), [], "no labeled sample"),
+    "class without a label": (lambda e, y: (e, np.where(y == 3, -1, y)), [], "classes [3] have no labeled sample"),
+    "k >= N": (lambda e, y: (e, y), ["--k", "1797"], "below the number of samples"),
+    "candidate k >= N": (lambda e, y: (e, y), ["--k-candidates", "5", "5000"], "below the number of samples"),
+    "k not a number": (lambda e, y: (e, y), ["--k", "many"], "'auto' or an integer"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(tmp_path, digits, capsys, case):
+    make_bad, extra_args, message = BAD_INPUTS[case]
+    images, labels, _, _ = digits
+    embeddings, bad_labels = make_bad(images, labels)
+    paths = save(tmp_path, embeddings=embeddings, labels=bad_labels)
+    out, report = tmp_path / "out.npz", tmp_path / "report.json"
+    code = main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--out", str(out),
+                 "--report", str(report), *extra_args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["embeddings.npy", "labels.npy"]
+
+
+def test_missing_labels_are_a_clear_error(tmp_path, capsys):
+    embeddings = save(tmp_path, embeddings=np.eye(4, dtype=np.float32))["embeddings"]
+    assert main(["relabel", "--embeddings", embeddings, "--out", str(tmp_path / "o.npz")]) == 2
+    assert "pass --labels" in capsys.readouterr().err
