@@ -1,0 +1,249 @@
+"""The report's figures, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hdl.io import atomic_path  # noqa: E402
+from hdl.report.collect import SETTING, STAGE1_VARIANT  # noqa: E402
+from hdl.report.display import LABELER_ORDER, labeler_name, method_name, setting_name  # noqa: E402
+
+VARIANT_STYLE = {
+    "stage1": {"label": "stage 1 only", "color": "0.55"},
+    "baseline": {"label": "method (baseline)", "color": "tab:blue"},
+    "hdl": {"label": "method + HDL", "color": "tab:orange"},
+}
+LABELER_STYLE = {
+    "hdl": {"color": "tab:orange", "linestyle": "-", "linewidth": 2.2},
+    "knn_vote": {"color": "tab:green", "linestyle": "-"},
+    "label_propagation": {"color": "tab:purple", "linestyle": "-"},
+    "argmax": {"color": "tab:blue", "linestyle": "--"},
+    "argmax_threshold": {"color": "tab:cyan", "linestyle": ":"},
+}
+MISSING_NOTE = "missing"
+CURVE_POINTS = 60
+LEGEND_COLUMNS = 3
+SEED_DOT_SHIFT = 0.06
+
+
+def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: Path) -> None:
+    """One panel per setting: mean ± std per method and variant, seeds as dots."""
+    settings = _settings(stats)
+    fig, axes = _panels(len(settings), columns=min(3, len(settings)), width=4.6, height=3.6)
+    variants = ["stage1", "baseline", "hdl"]
+    offsets = dict(zip(variants, np.linspace(-0.25, 0.25, len(variants))))
+    for axis, setting in zip(axes, settings):
+        in_setting = _select(stats, setting)
+        methods = list(dict.fromkeys(in_setting["method"]))
+        for position, method in enumerate(methods):
+            for variant in variants:
+                row = in_setting[(in_setting["method"] == method) & (in_setting["row"] == variant)].iloc[0]
+                x = position + offsets[variant]
+                if row["n_seeds"] == 0:
+                    axis.text(x, 0.02, MISSING_NOTE, rotation=90, ha="center", va="bottom", fontsize=7,
+                              color=VARIANT_STYLE[variant]["color"], transform=axis.get_xaxis_transform())
+                    continue
+                seeds = _select(values, setting)
+                seeds = seeds[(seeds["method"] == method) & (seeds["row"] == variant)]["value"]
+                axis.scatter(np.full(len(seeds), x + SEED_DOT_SHIFT), seeds, s=10, alpha=0.45,
+                             color=VARIANT_STYLE[variant]["color"])
+                axis.errorbar(x, row["mean"], yerr=0.0 if math.isnan(row["std"]) else row["std"], fmt="o", markersize=6,
+                              capsize=4, color=VARIANT_STYLE[variant]["color"])
+        axis.set_xticks(range(len(methods)), [method_name(method) for method in methods])
+        axis.set_xlim(-0.6, len(methods) - 0.4)
+        axis.set_title(setting_name(*setting), fontsize=10)
+        axis.set_ylabel("test accuracy (%)")
+        axis.grid(axis="y", alpha=0.3)
+    _legend(fig, [(VARIANT_STYLE[v]["label"], {"color": VARIANT_STYLE[v]["color"], "marker": "o", "linestyle": ""})
+                  for v in variants])
+    fig.suptitle(f"Test accuracy per setting\n({metric}; mean ± std over seeds, dots: seeds)", fontsize=11)
+    _save(fig, path)
+
+
+def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None:
+    """Paired gain HDL − baseline per method, grouped by setting: bars = mean, whiskers = std, dots = seeds."""
+    deltas = stats[stats["row"] == "delta"]
+    settings = _settings(deltas)
+    methods = list(dict.fromkeys(deltas["method"]))
+    width = 0.8 / max(len(methods), 1)
+    fig, axis = plt.subplots(figsize=(max(6.0, 2.0 + 0.45 * len(settings) * max(len(methods), 2)), 4.5),
+                             layout="constrained")
+    colors = plt.get_cmap("tab10").colors
+    for index, method in enumerate(methods):
+        color = colors[index % len(colors)]
+        for position, setting in enumerate(settings):
+            x = position - 0.4 + width * (index + 0.5)
+            row = _select(deltas, setting)
+            row = row[row["method"] == method]
+            if row.empty or row.iloc[0]["n_seeds"] == 0:
+                axis.text(x, 0.0, MISSING_NOTE, rotation=90, ha="center", va="bottom", fontsize=7, color=color)
+                continue
+            row = row.iloc[0]
+            axis.bar(x, row["mean"], width=width * 0.9, color=color, alpha=0.75,
+                     label=method_name(method) if position == 0 else None)
+            if not math.isnan(row["std"]):
+                axis.errorbar(x, row["mean"], yerr=row["std"], color="black", capsize=3, linewidth=1)
+            seeds = _select(values, setting)
+            seeds = seeds[(seeds["method"] == method) & (seeds["row"] == "delta")]["value"]
+            axis.scatter(np.full(len(seeds), x), seeds, s=10, color="black", alpha=0.6, zorder=3)
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_xlim(-0.5, len(settings) - 0.5)
+    axis.set_xticks(range(len(settings)), [setting_name(*setting, separator="\n") for setting in settings])
+    axis.set_ylabel("accuracy gain, HDL − baseline (points)")
+    axis.set_title("HDL gain per method and setting\n(paired per seed; bar: mean, whisker: std, dots: seeds)",
+                   fontsize=11)
+    axis.grid(axis="y", alpha=0.3)
+    # Labels even for methods whose every cell is missing, so the legend names them all.
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % len(colors)], alpha=0.75) for i in range(len(methods))]
+    axis.legend(handles, [method_name(method) for method in methods], fontsize=9, loc="upper left",
+                bbox_to_anchor=(1.0, 1.0), frameon=False)
+    _save(fig, path)
+
+
+def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round_: int, path: Path) -> None:
+    """Accuracy vs coverage of each labeler (``coverage_curve``), mean over seeds; rows: settings, columns: methods."""
+    settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
+    fig, axes = _panels(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
+    chosen = relabels[relabels["round"] == round_] if not relabels.empty else relabels
+    labelers_seen: list[str] = []
+    for axis, (setting, method) in zip(axes, [(s, m) for s in settings for m in methods]):
+        runs = _select(chosen, setting) if not chosen.empty else chosen
+        runs = runs[runs["method"] == method] if not runs.empty else runs
+        axis.set_title(f"{setting_name(*setting)}\n{method_name(method)} (n={len(runs)})", fontsize=9)
+        axis.set_xlabel("coverage (% of unlabeled)")
+        axis.set_ylabel("pseudo-label accuracy (%)")
+        axis.grid(alpha=0.3)
+        curves = [run.get("coverage_curve", {}) for run in runs["record"]] if not runs.empty else []
+        if not any(curves):
+            _mark_empty(axis, "no relabel.json")
+            continue
+        labelers = [name for name in LABELER_ORDER if any(name in curve for curve in curves)]
+        labelers += sorted({name for curve in curves for name in curve} - set(labelers))
+        for labeler in labelers:
+            coverage, mean, std = _mean_curve([curve[labeler] for curve in curves if labeler in curve])
+            style = LABELER_STYLE.get(labeler, {})
+            axis.plot(coverage, mean, marker="o" if len(coverage) == 1 else None, **style)
+            axis.fill_between(coverage, mean - std, mean + std, color=style.get("color"), alpha=0.15, linewidth=0)
+            if labeler not in labelers_seen:
+                labelers_seen.append(labeler)
+    _legend(fig, [(labeler_name(name), LABELER_STYLE.get(name, {})) for name in labelers_seen])
+    fig.suptitle(f"Pseudo-label accuracy vs coverage, round {round_}\n"
+                 "(each labeler's most confident samples first; mean ± std over seeds)", fontsize=11)
+    _save(fig, path)
+
+
+def plot_training_curves(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -> None:
+    """Top-1 vs step: stage 1, then each stage-2 variant over its rounds; mean ± std over seeds."""
+    settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
+    fig, axes = _panels(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
+    for axis, (setting, method) in zip(axes, [(s, m) for s in settings for m in methods]):
+        runs = _select(metrics, setting)
+        runs = runs[runs["method"] == method]
+        axis.set_title(f"{setting_name(*setting)}\n{method_name(method)} (n={runs['seed'].nunique()})", fontsize=9)
+        axis.set_xlabel("training step")
+        axis.set_ylabel("test top-1 (%)")
+        axis.grid(alpha=0.3)
+        if runs.empty:
+            _mark_empty(axis, "no metrics.json")
+            continue
+        histories = _histories_on_one_axis(runs)
+        for variant, style in VARIANT_STYLE.items():
+            curve = histories[histories["variant"] == variant]
+            if curve.empty:
+                continue
+            by_step = curve.groupby("step")["top1"].agg(["mean", "std"]).fillna({"std": 0.0})
+            axis.plot(by_step.index, by_step["mean"], color=style["color"], linewidth=1.6)
+            axis.fill_between(by_step.index, by_step["mean"] - by_step["std"], by_step["mean"] + by_step["std"],
+                              color=style["color"], alpha=0.2, linewidth=0)
+    _legend(fig, [(style["label"], {"color": style["color"]}) for style in VARIANT_STYLE.values()])
+    fig.suptitle("Training curves: stage 1, then stage 2 with and without HDL labels\n(mean ± std over seeds)",
+                 fontsize=11)
+    _save(fig, path)
+
+
+def _histories_on_one_axis(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every run's history as rows (seed, variant, step, top1 in %), stage 2 placed after stage 1.
+
+    A run that restarted its step counter at 0 (its first step is not beyond the end of the
+    run it continued from) is shifted by that end, so round r follows round r-1 on the axis.
+    """
+    rows = []
+    for seed, seed_runs in runs.groupby("seed"):
+        stage1 = seed_runs[seed_runs["variant"] == STAGE1_VARIANT]
+        stage1_end = _history_end(stage1.iloc[0].record) if not stage1.empty else 0
+        for variant in dict.fromkeys(seed_runs["variant"]):
+            end = 0 if variant == STAGE1_VARIANT else stage1_end
+            for run in seed_runs[seed_runs["variant"] == variant].sort_values("round").itertuples(index=False):
+                history = run.record.get("history", [])
+                offset = end if history and history[0]["step"] <= end else 0
+                for entry in history:
+                    rows.append({"seed": seed, "variant": variant, "step": entry["step"] + offset,
+                                 "top1": 100.0 * entry["top1"]})
+                end = _history_end(run.record) + offset
+    return pd.DataFrame(rows, columns=["seed", "variant", "step", "top1"])
+
+
+def _history_end(record: dict) -> int:
+    history = record.get("history", [])
+    return int(history[-1]["step"]) if history else int(record.get("steps", 0))
+
+
+def _mean_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeds' accuracy-vs-coverage curves interpolated onto their common coverage range, in percent.
+
+    Points without an accuracy (nothing selected at that coverage) are dropped.
+    """
+    points = [sorted((p["coverage"], p["accuracy"]) for p in curve if p["accuracy"] is not None) for curve in curves]
+    points = [curve for curve in points if curve]
+    low, high = max(p[0][0] for p in points), min(p[-1][0] for p in points)
+    grid = np.linspace(low, high, CURVE_POINTS) if high > low else np.array([high])
+    stacked = np.array([np.interp(grid, *zip(*curve)) for curve in points])
+    std = stacked.std(axis=0, ddof=1) if len(stacked) > 1 else np.zeros_like(grid)
+    return 100.0 * grid, 100.0 * stacked.mean(axis=0), 100.0 * std
+
+
+def _settings(frame: pd.DataFrame) -> list[tuple]:
+    return list(dict.fromkeys(zip(*(frame[column] for column in SETTING))))
+
+
+def _select(frame: pd.DataFrame, setting: tuple) -> pd.DataFrame:
+    mask = np.ones(len(frame), dtype=bool)
+    for column, value in zip(SETTING, setting):
+        mask &= (frame[column] == value).to_numpy()
+    return frame[mask]
+
+
+def _panels(count: int, columns: int, width: float, height: float):
+    columns = max(columns, 1)
+    rows = max(math.ceil(count / columns), 1)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.9),
+                             layout="constrained", squeeze=False)
+    for axis in axes.flat[count:]:
+        axis.set_visible(False)
+    return fig, list(axes.flat[:count])
+
+
+def _legend(fig, entries: list[tuple[str, dict]]) -> None:
+    handles = [plt.Line2D([], [], **style) for _, style in entries]
+    fig.legend(handles, [label for label, _ in entries], loc="outside lower center",
+               ncols=min(len(entries), LEGEND_COLUMNS), fontsize=9, frameon=False)
+
+
+def _mark_empty(axis, note: str) -> None:
+    axis.text(0.5, 0.5, note, ha="center", va="center", transform=axis.transAxes, color="0.4")
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
