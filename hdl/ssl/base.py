@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -91,11 +90,6 @@ class Algorithm(nn.Module):
         ``log_every`` steps and a ``.item()`` per step stalls a GPU.
         """
         raise NotImplementedError
-
-
-def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of each sample's cross-entropy times its weight (the labeled loss of every method)."""
-    return (F.cross_entropy(logits, targets, reduction="none") * weights).mean()
 
 
 REGISTRY: dict[str, type[Algorithm]] = {}

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdl.ssl.base import Algorithm, Batch, StepContext, register, weighted_cross_entropy
+from hdl.ssl.base import Algorithm, Batch, StepContext, register
+from hdl.ssl.ops import weighted_mean
 
 
 def confident_pseudo_labels(logits_weak: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +42,9 @@ class FixMatch(Algorithm):
             torch.cat([views.weak(batch.labeled_images), views.weak(batch.unlabeled_images), views.strong(batch.unlabeled_images)])
         )
         logits_weak, logits_strong = logits[num_labeled:].chunk(2)
-        loss_x = weighted_cross_entropy(logits[:num_labeled], batch.labeled_targets, batch.labeled_weights)
+        loss_x = weighted_mean(
+            F.cross_entropy(logits[:num_labeled], batch.labeled_targets, reduction="none"), batch.labeled_weights
+        )
         pseudo_labels, mask = confident_pseudo_labels(logits_weak, self.config.threshold)
         loss_u = (F.cross_entropy(logits_strong, pseudo_labels, reduction="none") * mask).mean()
         correct = (pseudo_labels == batch.unlabeled_truth).float()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from hdl.ssl.base import Algorithm, Batch, StepContext, register, weighted_cross_entropy
+from hdl.ssl.base import Algorithm, Batch, StepContext, register
+from hdl.ssl.ops import weighted_mean
 
 
 @register("supervised")
@@ -15,5 +17,5 @@ class Supervised(Algorithm):
 
     def training_step(self, model: nn.Module, batch: Batch, context: StepContext) -> tuple[torch.Tensor, dict]:
         logits, _ = model(context.views.weak(batch.labeled_images))
-        loss = weighted_cross_entropy(logits, batch.labeled_targets, batch.labeled_weights)
+        loss = weighted_mean(F.cross_entropy(logits, batch.labeled_targets, reduction="none"), batch.labeled_weights)
         return loss, {"loss_x": loss.detach()}

@@ -1,0 +1,46 @@
+"""A run killed with SIGKILL after a checkpoint and rerun ends exactly as an uninterrupted run (on CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from hdl.cli import main
+
+ARGUMENTS = [
+    "train", "--dataset", "digits", "--labels", "40", "--seed", "3",
+    "--method", "fixmatch", "--arch", "wrn-10-1", "--steps", "60", "--threads", "1", "--no-progress",
+    "--set", "batch_size=8", "--set", "uratio=2", "--set", "ema=0.9", "--set", "bn_momentum=0.1",
+    "--set", "eval_every=10", "--set", "save_every=10",
+]
+
+
+def run_to_the_end(out):
+    # In-process, to save the start-up time of a second and third interpreter.
+    assert main([*ARGUMENTS, "--out", str(out)]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path):
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "hdl.cli", *ARGUMENTS, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists():
+        assert process.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted_at = torch.load(killed / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < interrupted_at < 60 and not (killed / "metrics.json").exists()
+    assert not [path.name for path in killed.iterdir() if path.name != "checkpoint.pt"]  # no stray temp files
+
+    resumed = run_to_the_end(killed)
+    uninterrupted = run_to_the_end(tmp_path / "uninterrupted")
+    for key in ("top1", "balanced_acc", "per_class", "best_top1", "median_last20_top1", "steps", "history", "config"):
+        assert resumed[key] == uninterrupted[key], key
+    assert len(resumed["history"]) == 6
