@@ -71,6 +71,22 @@ def test_negative_similarities_still_vote_with_a_negligible_weight():
     assert MIN_VOTE_WEIGHT > 0
 
 
+def test_a_minimum_agreement_defers_split_votes_until_more_neighbours_vote():
+    # Sample 2's first vote is split 0.6 (class 0) to 0.5 (class 1); sample 3 is clearly class 1
+    # and, once labeled, tips sample 2 to class 1.
+    graph = graph_of(
+        neighbors=[[2, 3, 1], [3, 2, 0], [0, 1, 3], [1, 2, 0]],
+        similarities=[[0.5, 0.5, 0.1], [0.5, 0.5, 0.1], [0.6, 0.5, 0.4], [0.9, 0.1, 0.05]],
+    )
+    labels = np.array([0, 1, -1, -1])
+    eager = hdl_labeling(graph, labels, 2, wave_rule="frontier")
+    assert eager.labels.tolist() == [0, 1, 0, 1] and eager.level.tolist() == [0, 0, 1, 1]
+    patient = hdl_labeling(graph, labels, 2, wave_rule="frontier", min_agreement=0.7)
+    assert patient.labels.tolist() == [0, 1, 1, 1] and patient.level.tolist() == [0, 0, 2, 1]
+    # below the minimum but nothing else is left: labeled anyway, with its real agreement
+    assert patient.agreement[2] == pytest.approx(0.9 / 1.5)
+
+
 def test_samples_no_labeled_sample_can_reach_stay_unlabeled():
     # 2 and 3 only point at each other; 0 points at 1 (labeled).
     graph = graph_of(neighbors=[[1], [0], [3], [2]], similarities=np.ones((4, 1)))
@@ -88,7 +104,7 @@ def test_missing_neighbours_of_an_approximate_graph_are_ignored():
     assert result.level.tolist() == [1, 0, 1]
 
 
-def labeling_from_scratch(graph: KnnGraph, labels: np.ndarray, n_classes: int, wave_rule: str):
+def labeling_from_scratch(graph: KnnGraph, labels: np.ndarray, n_classes: int, wave_rule: str, min_agreement: float):
     """Reference: recompute every count and vote from the whole graph before each wave."""
     labels = labels.copy()
     level = np.where(labels >= 0, 0, -1)
@@ -104,6 +120,8 @@ def labeling_from_scratch(graph: KnnGraph, labels: np.ndarray, n_classes: int, w
         candidates = (labels < 0) & (count > 0)
         if not candidates.any():
             break
+        confident = candidates & (votes.max(axis=1) >= min_agreement * votes.sum(axis=1))
+        candidates = confident if confident.any() else candidates
         if wave_rule == "max_count":
             candidates &= count == count[candidates].max()
         labels[candidates] = votes[candidates].argmax(axis=1)
@@ -113,7 +131,8 @@ def labeling_from_scratch(graph: KnnGraph, labels: np.ndarray, n_classes: int, w
 
 
 @pytest.mark.parametrize("wave_rule", ["max_count", "frontier"])
-def test_incremental_updates_equal_recomputing_from_scratch(wave_rule):
+@pytest.mark.parametrize("min_agreement", [0.0, 0.8])
+def test_incremental_updates_equal_recomputing_from_scratch(wave_rule, min_agreement):
     rng = np.random.default_rng(0)
     n, k, n_classes = 400, 6, 4
     neighbors = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
@@ -122,8 +141,8 @@ def test_incremental_updates_equal_recomputing_from_scratch(wave_rule):
     seeds = rng.choice(n, 20, replace=False)
     labels[seeds] = rng.integers(0, n_classes, 20)
     graph = graph_of(neighbors, similarities)
-    result = hdl_labeling(graph, labels, n_classes, wave_rule=wave_rule)
-    expected_labels, expected_level, expected_agreement = labeling_from_scratch(graph, labels, n_classes, wave_rule)
+    result = hdl_labeling(graph, labels, n_classes, wave_rule=wave_rule, min_agreement=min_agreement)
+    expected_labels, expected_level, expected_agreement = labeling_from_scratch(graph, labels, n_classes, wave_rule, min_agreement)
     assert np.array_equal(result.labels, expected_labels)
     assert np.array_equal(result.level, expected_level)
     assert np.allclose(result.agreement, expected_agreement, atol=1e-6)

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     method.add_argument("--folds", type=int, default=adaptive.FOLDS, help="random stratified hold-outs per candidate k (default: %(default)s)")
     method.add_argument("--holdout", type=float, default=adaptive.HOLDOUT_FRACTION, help="fraction of each class's labels hidden per hold-out (default: %(default)s)")
     method.add_argument("--wave-rule", choices=hdl.WAVE_RULES, default="max_count", help="which unlabeled samples a wave labels: 'max_count' (spec) those with the most labeled neighbours; 'frontier' all with any, ranked by count then agreement (default: %(default)s)")
+    method.add_argument("--wave-min-agreement", type=float, default=0.0, help="defer samples whose vote agreement is below this to later waves, where more neighbours vote; labeled last if nothing else is left (default: %(default)s, never defer, as the spec)")
     method.add_argument("--vote-weight", choices=hdl.VOTE_WEIGHTS, default="similarity", help="weight of a labeled neighbour's vote (default: %(default)s)")
     method.add_argument("--seed", type=int, default=0, help="seed of the hold-outs and of the IVF clustering (default: %(default)s)")
 
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         wave_rule=args.wave_rule,
         vote_weight=args.vote_weight,
+        min_agreement=args.wave_min_agreement,
     )
     seconds = time.perf_counter() - start
     result = chosen.result
@@ -160,6 +162,7 @@ def _check_options(args: argparse.Namespace) -> None:
         (args.threads is None or args.threads >= 1, f"--threads must be at least 1, got {args.threads}"),
         (0 <= args.argmax_threshold <= 1, f"--argmax-threshold must lie in [0, 1], got {args.argmax_threshold}"),
         (0 <= args.min_agreement <= 1, f"--min-agreement must lie in [0, 1], got {args.min_agreement}"),
+        (0 <= args.wave_min_agreement <= 1, f"--wave-min-agreement must lie in [0, 1], got {args.wave_min_agreement}"),
         (args.max_level is None or args.max_level >= 1, f"--max-level must be at least 1, got {args.max_level}"),
         (args.num_classes is None or args.num_classes >= 1, f"--num-classes must be at least 1, got {args.num_classes}"),
     ]

@@ -45,11 +45,16 @@ def hdl_labeling(
     n_classes: int,
     vote_weight: str = "similarity",
     wave_rule: str = "max_count",
+    min_agreement: float = 0.0,
     reverse: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> HdlResult:
     """Label every unlabeled sample (``labels == -1``) reachable from a labeled one in ``graph``.
 
-    ``reverse`` is ``reverse_index(graph)``; pass it to reuse it across calls on one graph.
+    ``wave_rule``: "max_count" (the spec) labels, in each wave, the unlabeled samples with the
+    most labeled neighbours; "frontier" labels all with at least one. ``min_agreement`` > 0
+    defers candidates whose vote agreement is below it to later waves, where more of their
+    neighbours vote; they are labeled only when no candidate reaches it. ``reverse`` is
+    ``reverse_index(graph)``; pass it to reuse it across calls on one graph.
     """
     if vote_weight not in VOTE_WEIGHTS:
         raise ValueError(f"vote_weight must be one of {VOTE_WEIGHTS}, not {vote_weight!r}")
@@ -62,6 +67,7 @@ def hdl_labeling(
         if vote_weight == "similarity"
         else np.ones_like(graph.similarities)
     )
+    edge_weights = weights[sources, slots].astype(np.float64)
     result_labels = np.asarray(labels, dtype=np.int64).copy()
     labeled = result_labels >= 0
     level = np.where(labeled, 0, -1).astype(np.int64)
@@ -74,15 +80,16 @@ def hdl_labeling(
     wave = 0
     next_rank = 0
     while True:
-        _cast_votes(newly_labeled, result_labels, labeled, indptr, sources, slots, weights, count, votes)
+        _cast_votes(newly_labeled, result_labels, labeled, indptr, sources, edge_weights, count, votes)
         candidates = np.flatnonzero(~labeled & (count > 0))
         if len(candidates) == 0:
             break
         wave += 1
-        if wave_rule == "max_count":
-            top = candidates[count[candidates] == count[candidates].max()]
-        else:
-            top = candidates
+        if min_agreement > 0:
+            candidate_votes = votes[candidates]
+            confident = candidate_votes.max(axis=1) >= min_agreement * candidate_votes.sum(axis=1)
+            candidates = candidates[confident] if confident.any() else candidates
+        top = candidates[count[candidates] == count[candidates].max()] if wave_rule == "max_count" else candidates
         top_votes = votes[top]
         winners = top_votes.argmax(axis=1)
         totals = top_votes.sum(axis=1)
@@ -105,12 +112,15 @@ def _cast_votes(
     labeled: np.ndarray,
     indptr: np.ndarray,
     sources: np.ndarray,
-    slots: np.ndarray,
-    weights: np.ndarray,
+    edge_weights: np.ndarray,
     count: np.ndarray,
     votes: np.ndarray,
 ) -> None:
-    """Add the votes of newly labeled ``voters`` to every unlabeled sample that has them as a k-NN."""
+    """Add the votes of newly labeled ``voters`` to every unlabeled sample that has them as a k-NN.
+
+    ``sources`` and ``edge_weights`` are in reverse-index order: the samples having j as a
+    neighbour, and their weight for j, are at ``indptr[j]:indptr[j + 1]``.
+    """
     starts = indptr[voters]
     lengths = indptr[voters + 1] - starts
     total = lengths.sum()
@@ -119,13 +129,8 @@ def _cast_votes(
     # Concatenated ranges starts[i] : starts[i] + lengths[i] without a loop.
     offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
     receivers = sources[offsets]
-    voter_labels = np.repeat(labels[voters], lengths)
-    edge_weights = weights[receivers, slots[offsets]]
     open_receivers = ~labeled[receivers]
-    receivers, voter_labels, edge_weights = (
-        receivers[open_receivers],
-        voter_labels[open_receivers],
-        edge_weights[open_receivers],
-    )
+    receivers = receivers[open_receivers]
+    voter_labels = np.repeat(labels[voters], lengths)[open_receivers]
     np.add.at(count, receivers, 1)
-    np.add.at(votes, (receivers, voter_labels), edge_weights)
+    np.add.at(votes.reshape(-1), receivers * votes.shape[1] + voter_labels, edge_weights[offsets[open_receivers]])
