@@ -51,9 +51,13 @@ def metrics_record(value: float, method: str, start_step: int = 0) -> dict:
     }
 
 
-def relabel_record(seed: int) -> dict:
+def relabel_record(seed: int, threshold_passed: bool) -> dict:
+    """relabel.json as `hdl relabel` writes it; without ``threshold_passed`` no sample passes the
+    argmax threshold, so that labeler reports accuracy None at coverage 0 (as real runs do)."""
     curve = [{"coverage": c, "accuracy": a} for c, a in [(0.25, 0.97), (0.5, 0.94), (0.75, 0.9), (0.95, 0.86)]]
     logits_curve = [{"coverage": p["coverage"], "accuracy": p["accuracy"] - 0.05} for p in curve]
+    empty_curve = [{"coverage": 0.0, "accuracy": None} for _ in curve]
+    threshold = {"accuracy": 0.82, "coverage": 0.95} if threshold_passed else {"accuracy": None, "coverage": 0.0}
     return {
         "k": 10 + 10 * (seed == 2), "k_scores": {"10": 0.9, "20": 0.88}, "waves": 7, "coverage": 0.95,
         "seconds": 1.0, "accuracy": 0.86 + 0.01 * seed, "per_class": [0.86] * 10,
@@ -62,10 +66,10 @@ def relabel_record(seed: int) -> dict:
             "knn_vote": {"accuracy": 0.84, "coverage": 0.95},
             "label_propagation": {"accuracy": 0.85, "coverage": 0.95},
             "argmax": {"accuracy": 0.80 + 0.01 * seed, "coverage": 0.95},
-            "argmax_threshold": {"accuracy": 0.82, "coverage": 0.95},
+            "argmax_threshold": threshold,
         },
-        "coverage_curve": {"hdl": curve, "knn_vote": curve[1:], "argmax": logits_curve,
-                           "label_propagation": curve, "argmax_threshold": logits_curve},
+        "coverage_curve": {"hdl": curve, "knn_vote": curve[1:], "argmax": logits_curve, "label_propagation": curve,
+                           "argmax_threshold": logits_curve if threshold_passed else empty_curve},
     }
 
 
@@ -89,7 +93,7 @@ def build_results(tmp_path: Path) -> Path:
             run_dir = base / "stage1" if variant == "stage1" else base / "round~1" / f"variant~{variant}"
             write_json(run_dir / "metrics.json", metrics_record(value, method))
             if variant == "stage1":
-                write_json(base / "round~1" / "relabel.json", relabel_record(seed))
+                write_json(base / "round~1" / "relabel.json", relabel_record(seed, setting == SETTING_BALANCED))
     # A run killed while writing: unreadable, so it must count as missing, not as a number.
     (seed_dir(runs, SETTING_LONG_TAILED, "fixmatch", 0) / "round~1" / "variant~hdl" / "metrics.json").write_text("{")
     grid = pd.DataFrame(
@@ -195,7 +199,9 @@ def test_pseudo_label_table(aggregated: Path) -> None:
     rows = (results / "tables" / "pseudo_labels.md").read_text().splitlines()
     fixmatch = next(row for row in rows if row.startswith("| CIFAR-10, 250 labels, balanced | FixMatch"))
     assert "| 95.00 ± 0.00 | 87.00 ± 1.00 | 84.00 ± 0.00 | 85.00 ± 0.00 | 81.00 ± 1.00 | 82.00 ± 0.00 |" in fixmatch
-    assert sum("| — |" in row for row in rows) == 1
+    long_tailed = next(row for row in rows if row.startswith("| CIFAR-10, N1=1500, IF=50 | FixMatch"))
+    assert long_tailed.endswith("| 81.00 ± 1.00 | — |")
+    assert sum("| — |" in row for row in rows) == 2
 
 
 def test_plots_are_written(aggregated: Path) -> None:

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     metrics, relabels = collect_runs(args.runs_dir)
-    grid = load_grid(args.grid, metrics)
+    grid = load_grid(args.grid, metrics, relabels)
     tables_dir, plots_dir = Path(args.out_dir) / "tables", Path(args.out_dir) / "plots"
     final_round = last_round(metrics)
     rounds = list(range(1, max([final_round, 1, *relabels["round"]]) + 1))

@@ -45,13 +45,13 @@ def collect_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return metrics, relabels
 
 
-def load_grid(grid_path: str | Path | None, metrics: pd.DataFrame) -> pd.DataFrame:
+def load_grid(grid_path: str | Path | None, *runs: pd.DataFrame) -> pd.DataFrame:
     """The expected cells (CELL columns, one row per seed), in the order the tables follow.
 
-    Without a grid file, the expected cells are the ones any run was found for.
+    Without a grid file, the expected cells are the ones any of ``runs`` was found for.
     """
     if grid_path is None:
-        return metrics[CELL].drop_duplicates().reset_index(drop=True)
+        return pd.concat([frame[CELL] for frame in runs]).drop_duplicates().reset_index(drop=True)
     path = Path(grid_path)
     if not path.is_file():
         raise UserError(f"--grid {path}: no such file; the workflow writes it (results/grid.csv), or leave --grid out")
@@ -59,6 +59,8 @@ def load_grid(grid_path: str | Path | None, metrics: pd.DataFrame) -> pd.DataFra
     absent = [column for column in CELL if column not in grid.columns]
     if absent:
         raise UserError(f"--grid {path}: missing column(s) {', '.join(absent)}; expected {', '.join(CELL)}")
+    if grid.empty:
+        raise UserError(f"--grid {path}: no rows; it must list the expected cells, one per seed")
     return _coerce(grid[CELL], f"--grid {path}").drop_duplicates().reset_index(drop=True)
 
 

@@ -128,7 +128,10 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
         labelers = [name for name in LABELER_ORDER if any(name in curve for curve in curves)]
         labelers += sorted({name for curve in curves for name in curve} - set(labelers))
         for labeler in labelers:
-            coverage, mean, std = _mean_curve([curve[labeler] for curve in curves if labeler in curve])
+            mean_curve = _mean_curve([curve[labeler] for curve in curves if labeler in curve])
+            if mean_curve is None:
+                continue
+            coverage, mean, std = mean_curve
             style = LABELER_STYLE.get(labeler, {})
             axis.plot(coverage, mean, marker="o" if len(coverage) == 1 else None, **style)
             axis.fill_between(coverage, mean - std, mean + std, color=style.get("color"), alpha=0.15, linewidth=0)
@@ -196,13 +199,16 @@ def _history_end(record: dict) -> int:
     return int(history[-1]["step"]) if history else int(record.get("steps", 0))
 
 
-def _mean_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mean_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Seeds' accuracy-vs-coverage curves interpolated onto their common coverage range, in percent.
 
-    Points without an accuracy (nothing selected at that coverage) are dropped.
+    Points without an accuracy (the labeler selected nothing, e.g. a confidence threshold
+    no sample passes) are dropped; None when no point is left.
     """
     points = [sorted((p["coverage"], p["accuracy"]) for p in curve if p["accuracy"] is not None) for curve in curves]
     points = [curve for curve in points if curve]
+    if not points:
+        return None
     low, high = max(p[0][0] for p in points), min(p[-1][0] for p in points)
     grid = np.linspace(low, high, CURVE_POINTS) if high > low else np.array([high])
     stacked = np.array([np.interp(grid, *zip(*curve)) for curve in points])
