@@ -43,7 +43,7 @@ class DisplayTable:
 
 
 def cell_text(mean: float, std: float, n_seeds: int, n_expected: int, signed: bool = False) -> str | None:
-    """"mean ± std" with two decimals, "(n=k)" when fewer seeds finished than expected, None when none did."""
+    """"mean ± std" with two decimals, "(n=m)" when fewer seeds finished than expected, None when none did."""
     if n_seeds == 0 or math.isnan(mean):
         return None
     number = "{:+.2f}" if signed else "{:.2f}"
@@ -145,7 +145,7 @@ def accuracy_caption(metric: str, final_round: int) -> str:
         f"mean ± sample std over seeds. Rows per method: the stage-1 model HDL starts from; "
         f"the method trained on without HDL labels (baseline) and with them (+ HDL), round {final_round}; "
         "Δ: per-seed paired difference HDL − baseline (both start from the same stage-1 checkpoint). "
-        f"(n=k): only k of the grid's seeds finished; {MISSING}: no seed finished."
+        f"(n=m): only m of the grid's seeds finished; {MISSING}: no seed finished."
     )
 
 
@@ -206,7 +206,7 @@ PSEUDO_LABEL_CAPTION = (
     "Pseudo-label accuracy (%) on the unlabeled training samples, mean ± sample std over seeds: "
     "HDL's labels, and the comparison labelers restricted to the same coverage (their most confident "
     "samples), as relabel.json's 'comparison' reports. Coverage: share of unlabeled samples HDL labeled. "
-    f"k: the k HDL chose (per seed). (n=k): only k of the grid's seeds have a relabel.json; {MISSING}: none."
+    f"k: the k HDL chose (per seed). (n=m): only m of the grid's seeds have a relabel.json; {MISSING}: none."
 )
 
 
