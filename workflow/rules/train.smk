@@ -1,0 +1,84 @@
+# Training (`hdl train`) and embedding (`hdl embed`).
+# A run's declared output is its metrics.json, written once training has finished; its checkpoint.pt,
+# saved every `save_every` steps, is deliberately not an output: Snakemake deletes the outputs of a
+# failed job and of a job it reruns, and the checkpoint must survive a kill or a SLURM time-out so
+# that the rerun (or the retry) resumes from it. Later steps find it next to metrics.json.
+rule train_stage1:
+    input:
+        split=split_of_cell,
+    output:
+        metrics=f"{CELL}/stage1/metrics.json",
+    log:
+        run_log("stage1"),
+    conda:
+        HDL_ENV
+    params:
+        out_dir=lambda wildcards, output: Path(output.metrics).parent,
+        train=lambda wildcards: hdl.workflow.train_flags(config, wildcards.dataset, wildcards.method, stage=1),
+        wandb=lambda wildcards: hdl.workflow.wandb_flags(config, cell_of(wildcards), "stage1"),
+        data=hdl.workflow.data_flags(config),
+        device=config["device"],
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        gpu=hdl.workflow.uses_gpu(config),
+        mem_mb=mem_mb("train"),
+        runtime=runtime_minutes("train"),
+    shell:
+        "hdl train --dataset {wildcards.dataset} --labels {wildcards.labels} --imbalance {wildcards.imbalance}"
+        " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} {params.train}"
+        " --device {params.device} --threads {threads} {params.data} {params.wandb} --out {params.out_dir} > {log} 2>&1"
+
+
+rule train_stage2:
+    input:
+        unpack(stage2_inputs),
+    output:
+        metrics=f"{CELL}/round~{{round}}/variant~{{variant}}/metrics.json",
+    log:
+        run_log("round~{round}/variant~{variant}"),
+    conda:
+        HDL_ENV
+    params:
+        out_dir=lambda wildcards, output: Path(output.metrics).parent,
+        start=lambda wildcards, input: checkpoint_of(input.start),
+        extra_labels=lambda wildcards, input: f"--extra-labels {input.extra_labels}" if "extra_labels" in input.keys() else "",
+        train=lambda wildcards: hdl.workflow.train_flags(config, wildcards.dataset, wildcards.method, stage=2),
+        wandb=lambda wildcards: hdl.workflow.wandb_flags(
+            config, cell_of(wildcards), hdl.workflow.run_name(2, int(wildcards.round), wildcards.variant, ROUNDS)
+        ),
+        data=hdl.workflow.data_flags(config),
+        device=config["device"],
+    threads: config["resources"]["train"]["threads"]
+    resources:
+        gpu=hdl.workflow.uses_gpu(config),
+        mem_mb=mem_mb("train"),
+        runtime=runtime_minutes("train"),
+    shell:
+        "hdl train --dataset {wildcards.dataset} --labels {wildcards.labels} --imbalance {wildcards.imbalance}"
+        " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} --init {params.start}"
+        " {params.extra_labels} {params.train} --device {params.device} --threads {threads} {params.data} {params.wandb}"
+        " --out {params.out_dir} > {log} 2>&1"
+
+
+rule embed:
+    input:
+        split=split_of_cell,
+        start=lambda wildcards: cell_path(wildcards, hdl.workflow.start_run(int(wildcards.round), "hdl")),
+    output:
+        f"{CELL}/round~{{round}}/embed.npz",
+    log:
+        run_log("round~{round}/embed"),
+    conda:
+        HDL_ENV
+    params:
+        checkpoint=lambda wildcards, input: checkpoint_of(input.start),
+        data=hdl.workflow.data_flags(config),
+        device=config["device"],
+    threads: config["resources"]["embed"]["threads"]
+    resources:
+        gpu=hdl.workflow.uses_gpu(config),
+        mem_mb=mem_mb("embed"),
+        runtime=runtime_minutes("embed"),
+    shell:
+        "hdl embed --checkpoint {params.checkpoint} --dataset {wildcards.dataset} --split {input.split}"
+        " --device {params.device} --threads {threads} {params.data} --out {output} > {log} 2>&1"
