@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from hdl.errors import UserError
     from hdl.io import save_npz
     from hdl.nets import build_net
-    from hdl.train import load_checkpoint, predict
+    from hdl.train import images_to_tensor, load_checkpoint, predict
     from hdl.train_cli import resolve_device
 
     if args.threads:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     index = np.union1d(split.labeled_idx, split.unlabeled_idx).astype(np.int64)
     labels = np.where(np.isin(index, split.labeled_idx), dataset.train_labels[index], -1).astype(np.int64)
-    images = torch.from_numpy(dataset.train_images[index]).permute(0, 3, 1, 2).contiguous().to(device)
+    images = images_to_tensor(dataset.train_images[index], device)
     mean, std = dataset.channel_stats()
     logits, features = predict(model, images, Augmenter(mean, std), args.batch_size)
     embeddings = torch.nn.functional.normalize(features, dim=1)

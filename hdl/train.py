@@ -160,16 +160,13 @@ class TrainingData:
             targets = np.concatenate([targets, extra_labels])
             weights = np.concatenate([weights, extra_weights.astype(np.float32)])
 
-        def images(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous().to(device)
-
         def longs(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(array, dtype=np.int64), device=device)
 
         return cls(
-            train_images=images(dataset.train_images),
+            train_images=images_to_tensor(dataset.train_images, device),
             train_labels=longs(dataset.train_labels),
-            test_images=images(dataset.test_images),
+            test_images=images_to_tensor(dataset.test_images, device),
             test_labels=longs(dataset.test_labels),
             labeled_index=longs(labeled_index),
             labeled_targets=longs(targets),
@@ -179,6 +176,11 @@ class TrainingData:
             views=views,
             num_extra=0 if extra is None else len(extra[0]),
         )
+
+
+def images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) array -> uint8 (N, C, H, W) tensor on ``device`` (a copy: loaders may hand out read-only arrays)."""
+    return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C")).to(device)
 
 
 class EpochShuffler:
