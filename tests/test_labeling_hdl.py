@@ -19,7 +19,7 @@ BRANCHING_LABELS = np.array([0, 0, -1, -1, -1, 1])
 
 
 def test_max_count_waves_label_the_most_supported_sample_first():
-    result = hdl_labeling(BRANCHING, BRANCHING_LABELS, n_classes=2)
+    result = hdl_labeling(BRANCHING, BRANCHING_LABELS, n_classes=2, wave_rule="max_count")
     # wave 1: sample 2 (count 2); wave 2: sample 3, now count 2, votes 0.9 for class 0 vs 0.5;
     # wave 3: sample 4 from two class-0 neighbours.
     assert result.labels.tolist() == [0, 0, 0, 0, 0, 1]

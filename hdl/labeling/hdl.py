@@ -1,11 +1,12 @@
 """Hierarchical dynamic labeling (HDL_SPEC.md step 3): a priority-ordered label propagation.
 
 Every unlabeled sample u holds ``count[u]``, the number of labeled samples among its k-NN,
-and ``votes[u]``, their class histogram weighted by similarity. Each wave takes the unlabeled
-samples with the highest count (level 1), labels them with their vote's winner, and adds
-them to the labeled set; the reverse-neighbour index then updates only the samples that have
-a newly labeled sample among their k-NN, so the whole run is O(N k) after the graph. Inside
-a wave the samples are ranked by agreement, then by mean similarity to their voters
+and ``votes[u]``, their class histogram weighted by similarity. Each wave takes unlabeled
+samples with labeled neighbours (all of them, or with ``wave_rule="max_count"`` only those
+with the highest count), labels them with their vote's winner, and adds them to the labeled
+set; the reverse-neighbour index then updates only the samples that have a newly labeled
+sample among their k-NN, so the whole run is O(N k) after the graph. Inside a wave the
+samples are ranked by count (level 1), then agreement, then mean similarity to their voters
 (level 2): all of a wave's labels come from the votes at the wave's start, so the ranking
 orders the samples' confidence (``rank``) without changing any label.
 """
@@ -44,14 +45,16 @@ def hdl_labeling(
     labels: np.ndarray,
     n_classes: int,
     vote_weight: str = "similarity",
-    wave_rule: str = "max_count",
+    wave_rule: str = "frontier",
     min_agreement: float = 0.0,
     reverse: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> HdlResult:
     """Label every unlabeled sample (``labels == -1``) reachable from a labeled one in ``graph``.
 
-    ``wave_rule``: "max_count" (the spec) labels, in each wave, the unlabeled samples with the
-    most labeled neighbours; "frontier" labels all with at least one. ``min_agreement`` > 0
+    ``wave_rule``: "max_count" (the spec, literally) labels, in each wave, the unlabeled samples
+    with the most labeled neighbours; "frontier" (the default) labels all with at least one,
+    ranked by that count, so every seed's region grows at the same pace instead of the first
+    dense region flooding the graph. ``min_agreement`` > 0
     defers candidates whose vote agreement is below it to later waves, where more of their
     neighbours vote; they are labeled only when no candidate reaches it. ``reverse`` is
     ``reverse_index(graph)``; pass it to reuse it across calls on one graph.
