@@ -21,7 +21,7 @@ from pathlib import Path
 from hdl.ssl import REGISTRY
 
 # Shared by all methods: short-run values for the EMA and BatchNorm averages (see hdl.train.TrainConfig).
-CPU_SETTINGS = ["batch_size=16", "uratio=2", "ema=0.99", "bn_momentum=0.01", "eval_every=250", "save_every=250"]
+CPU_SETTINGS = ["batch_size=8", "uratio=2", "ema=0.99", "bn_momentum=0.01", "eval_every=150", "save_every=150"]
 
 
 def train_command(args: argparse.Namespace, method: str) -> list[str]:
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arch", default="wrn-10-1")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--methods", nargs="+", default=sorted(REGISTRY))
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help=f"added after the shared settings {' '.join(CPU_SETTINGS)}")

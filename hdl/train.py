@@ -388,7 +388,11 @@ class Trainer:
             "ema_model": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "algorithm": self.algorithm.state_dict(),
-            "rng": {**rng_states(), "labeled_stream": self.labeled_stream.state_dict(), "unlabeled_stream": self.unlabeled_stream.state_dict()},
+            "rng": {
+                **rng_states(),
+                "labeled_stream": self.labeled_stream.state_dict(),
+                "unlabeled_stream": self.unlabeled_stream.state_dict(),
+            },
             "history": self.history,
             "last_eval": self.last_eval,
             "seconds": self.seconds,

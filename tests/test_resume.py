@@ -7,9 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from hdl.cli import main
+from hdl.ssl import REGISTRY
+from hdl.train import Trainer
 
 ARGUMENTS = [
     "train", "--dataset", "digits", "--labels", "40", "--seed", "3",
@@ -44,3 +47,33 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path):
     for key in ("top1", "balanced_acc", "per_class", "best_top1", "median_last20_top1", "steps", "history", "config"):
         assert resumed[key] == uninterrupted[key], key
     assert len(resumed["history"]) == 6
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_every_method_resumes_exactly(tmp_path, monkeypatch, method):
+    """In-process interruption after the step-10 checkpoint: the method's own state must be in the checkpoint."""
+    arguments = [
+        "train", "--dataset", "digits", "--labels", "20", "--seed", "1", "--method", method, "--arch", "wrn-10-1",
+        "--steps", "20", "--threads", "1", "--no-progress", "--set", "batch_size=4", "--set", "uratio=1",
+        "--set", "eval_every=5", "--set", "save_every=10",
+    ]
+    assert main([*arguments, "--out", str(tmp_path / "uninterrupted")]) == 0
+    train_step = Trainer.train_step
+
+    def interrupt_at_step_13(trainer):
+        if trainer.step == 13:
+            raise Interrupted
+        return train_step(trainer)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", interrupt_at_step_13)
+        with pytest.raises(Interrupted):
+            main([*arguments, "--out", str(tmp_path / "interrupted")])
+    assert torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)["step"] == 10
+    assert main([*arguments, "--out", str(tmp_path / "interrupted")]) == 0
+    resumed, uninterrupted = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("interrupted", "uninterrupted"))
+    assert resumed["history"] == uninterrupted["history"] and resumed["per_class"] == uninterrupted["per_class"]
