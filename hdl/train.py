@@ -235,6 +235,24 @@ class EMA:
         torch._foreach_copy_(self._buffer_pairs[0], self._buffer_pairs[1])
 
 
+class MixedPrecision(nn.Module):
+    """The model's forward in bf16 autocast when ``enabled`` (GPU), returning float32 logits and features.
+
+    Only the network runs in bf16: augmentations (whose sampling grids bf16
+    would shift) and the losses (thresholds such as 0.95) stay in float32.
+    """
+
+    def __init__(self, model: nn.Module, enabled: bool):
+        super().__init__()
+        self.model = model
+        self.enabled = enabled
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.enabled):
+            logits, features = self.model(images)
+        return logits.float(), features.float()
+
+
 def make_optimizer(parameters: list[nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
     """SGD with weight decay on weight matrices and kernels only: never on biases or BatchNorm."""
     decayed = [p for p in parameters if p.ndim > 1]
@@ -256,13 +274,12 @@ def predict(model: nn.Module, images: torch.Tensor, views: Views, batch_size: in
     """Logits and features (float32) of uint8 images, in batches, with the model in eval mode."""
     was_training = model.training
     model.eval()
-    device_type = images.device.type
+    forward = MixedPrecision(model, enabled=images.device.type == "cuda")
     logits, features = [], []
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=device_type == "cuda"):
-        for chunk in images.split(batch_size):
-            chunk_logits, chunk_features = model(views.normalize(chunk))
-            logits.append(chunk_logits.float())
-            features.append(chunk_features.float())
+    for chunk in images.split(batch_size):
+        chunk_logits, chunk_features = forward(views.normalize(chunk))
+        logits.append(chunk_logits)
+        features.append(chunk_features)
     model.train(was_training)
     return torch.cat(logits), torch.cat(features)
 
@@ -362,6 +379,7 @@ class Trainer:
         self.algorithm: Algorithm = build_algorithm(
             config["method"], data.num_classes, self.model.feature_dim, config["method_config"]
         ).to(device)
+        self.forward = MixedPrecision(self.model, enabled=device.type == "cuda")
         self.ema = EMA(self.model, self.settings.ema)
         self.optimizer = make_optimizer(list(self.model.parameters()) + list(self.algorithm.parameters()), self.settings)
         self.uses_unlabeled = self.algorithm.uses_unlabeled and self.settings.uratio > 0
@@ -449,8 +467,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cosine_lr(self.settings.lr, self.step, self.total_steps)
         context = StepContext(step=self.step, total_steps=self.total_steps, views=self.data.views)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss, logs = self.algorithm.training_step(self.model, self.next_batch(), context)
+        loss, logs = self.algorithm.training_step(self.forward, self.next_batch(), context)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

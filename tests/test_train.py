@@ -15,6 +15,7 @@ from hdl.ssl.supervised import Supervised
 from hdl.train import (
     EMA,
     EpochShuffler,
+    MixedPrecision,
     TrainConfig,
     TrainingData,
     accuracy_metrics,
@@ -92,6 +93,17 @@ def test_ema_averages_parameters_and_copies_buffers():
     for averaged, old, new in zip(ema.model.parameters(), before, model.parameters()):
         assert torch.allclose(averaged, 0.9 * old + 0.1 * new)
     assert torch.equal(ema.model[1].running_mean, torch.full((2,), 3.0))
+
+
+def test_mixed_precision_runs_the_network_in_bf16_and_returns_float32():
+    torch.manual_seed(0)
+    model = build_net("wrn-10-1", 10, 1).eval()
+    images = torch.randn(4, 1, 8, 8)
+    logits, features = MixedPrecision(model, enabled=True)(images)
+    reference, _ = model(images)
+    assert logits.dtype == features.dtype == torch.float32
+    assert torch.allclose(logits, reference, atol=0.1) and not torch.equal(logits, reference)
+    assert torch.equal(MixedPrecision(model, enabled=False)(images)[0], reference)
 
 
 def test_epoch_shuffler_visits_every_sample_once_per_pass_and_resumes():
