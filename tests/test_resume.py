@@ -53,6 +53,7 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(REGISTRY))
 def test_every_method_resumes_exactly(tmp_path, monkeypatch, method):
     """In-process interruption after the step-10 checkpoint: the method's own state must be in the checkpoint."""
