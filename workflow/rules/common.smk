@@ -8,6 +8,10 @@ from snakemake.utils import Paramspace
 
 # Jobs find the `hdl` command of the Python that runs Snakemake (`.venv/bin/snakemake` works
 # without activating .venv); with --use-conda, the rule's environment comes first.
+envvars:
+    "PATH",
+
+
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 CELLS = Paramspace(hdl.workflow.grid_table(config), param_sep="~")

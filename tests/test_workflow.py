@@ -1,0 +1,279 @@
+"""The Snakemake workflow: lint, the DAG of each config, config errors before any job, and a real tiny run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hdl import workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+TINY_CONFIG = ROOT / ".test" / "config.yaml"
+TINY_CELL = "dataset~digits/labels~50/imbalance~1/method~fixmatch/seed~0"
+
+
+def snakemake(workdir: Path, *args: str, config: Path = TINY_CONFIG, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run Snakemake on the project's Snakefile in ``workdir`` (so that results/ goes there)."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile", str(config),
+               "--directory", str(workdir), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    stats = output.split("Job stats:", 1)[1]
+    return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+# ---------------------------------------------------------------- the workflow as a whole
+
+
+def test_lint_reports_nothing(tmp_path):
+    result = snakemake(tmp_path, "--lint", config=ROOT / "config" / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_default_grid_is_two_settings_by_two_methods_by_three_seeds(tmp_path):
+    result = snakemake(tmp_path, "--dry-run", config=ROOT / "config" / "config.yaml")
+    assert result.returncode == 0, result.stderr
+    cells = 2 * 2 * 3
+    assert job_counts(result.stdout) == {
+        "split": 2 * 3,  # splits do not depend on the method
+        "train_stage1": cells,
+        "embed": cells,
+        "relabel": cells,
+        "train_stage2": 2 * cells,  # variant~hdl and variant~baseline
+        "write_grid": 1,
+        "aggregate": 1,
+        "all": 1,
+        "total": 6 + 5 * cells + 3,
+    }
+
+
+def test_paper_grid_lists_every_job(tmp_path):
+    result = snakemake(tmp_path, "--dry-run", "--quiet", "rules", config=ROOT / "config" / "paper.yaml")
+    assert result.returncode == 0, result.stderr
+    # CIFAR-10 (3 budgets) + CIFAR-100 (3) + CIFAR-10-LT (3 imbalance factors), 4 methods, 3 seeds
+    settings, cells = 9, 9 * 4 * 3
+    assert job_counts(result.stdout) == {
+        "split": settings * 3,
+        "train_stage1": cells,
+        "embed": cells,
+        "relabel": cells,
+        "train_stage2": 2 * cells,
+        "write_grid": 1,
+        "aggregate": 1,
+        "all": 1,
+        "total": 27 + 5 * cells + 3,
+    }
+
+
+def test_paired_variants_and_rounds_chain_their_checkpoints(tmp_path):
+    """Round 1: both variants start from stage 1 with the same steps; round 2 continues its own variant."""
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["grid"]["seeds"] = [0]
+    config["hdl"]["rounds"] = 2
+    result = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=write_config(tmp_path / "rounds.yaml", config))
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout)["embed"] == 2 and job_counts(result.stdout)["train_stage2"] == 4
+    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines()
+                if line.startswith("Shell command: hdl ")]
+
+    def command(subcommand: str, out_fragment: str) -> str:
+        (found,) = [line for line in commands if line.startswith(f"hdl {subcommand} ") and out_fragment in line]
+        return found
+
+    run = f"results/runs/{TINY_CELL}"
+    round1_hdl = command("train", "round~1/variant~hdl ")
+    round1_baseline = command("train", "round~1/variant~baseline ")
+    for stage2 in (round1_hdl, round1_baseline):
+        assert f"--init {run}/stage1/checkpoint.pt" in stage2
+        assert "--steps 20 " in stage2
+    assert f"--extra-labels {run}/round~1/extra_labels.npz" in round1_hdl
+    assert "--extra-labels" not in round1_baseline
+    assert f"--init {run}/round~1/variant~hdl/checkpoint.pt" in command("train", "round~2/variant~hdl ")
+    assert f"--init {run}/round~1/variant~baseline/checkpoint.pt" in command("train", "round~2/variant~baseline ")
+    assert f"--checkpoint {run}/round~1/variant~hdl/checkpoint.pt" in command("embed", "round~2/embed.npz")
+    assert "--wandb-group 'dataset~digits-labels~50-imbalance~1-method~fixmatch-seed~0' --wandb-name hdl-round2" in (
+        command("train", "round~2/variant~hdl ")
+    )
+
+
+def test_unknown_config_key_stops_before_any_job_naming_it(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["train"]["stage1_stepz"] = 10
+    result = snakemake(tmp_path, "--cores", "1", config=write_config(tmp_path / "typo.yaml", config))
+    assert result.returncode != 0
+    assert "train.stage1_stepz: unknown key" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_dataset_fails_its_first_job_with_the_remedy(tmp_path):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["grid"]["settings"] = [{"dataset": "cifar10", "labels": [40]}]
+    config["grid"]["seeds"] = [0]
+    config["data_dir"] = str(tmp_path / "no-data")
+    result = snakemake(tmp_path, "--cores", "1", config=write_config(tmp_path / "cifar.yaml", config))
+    assert result.returncode != 0
+    log = tmp_path / "results/logs/split/dataset~cifar10/labels~40/imbalance~1/seed~0.log"
+    assert "Error in rule split" in result.stderr
+    assert "download" in log.read_text()  # the remedy: set download, or put the files in data_dir
+    assert not list((tmp_path / "results").glob("runs/**/*.json"))
+
+
+def test_config_readme_is_generated_from_the_schema():
+    schema = workflow.load_yaml(workflow.SCHEMA_PATH)
+    assert (ROOT / "config" / "README.md").read_text() == workflow.config_readme(schema), (
+        "config/README.md is stale: python -m hdl.workflow config-readme > config/README.md"
+    )
+
+
+def test_schema_names_the_package_datasets_and_methods():
+    from hdl.data import DATASET_NAMES
+    from hdl.ssl import REGISTRY
+
+    schema = workflow.load_yaml(workflow.SCHEMA_PATH)
+    grid = schema["properties"]["grid"]["properties"]
+    assert set(grid["settings"]["items"]["properties"]["dataset"]["enum"]) == set(DATASET_NAMES)
+    assert set(grid["methods"]["items"]["enum"]) == set(REGISTRY)
+    assert set(schema["properties"]["methods"]["properties"]) == set(REGISTRY)
+
+
+# ---------------------------------------------------------------- hdl.workflow
+
+
+@pytest.fixture
+def schema():
+    return workflow.load_yaml(workflow.SCHEMA_PATH)
+
+
+def test_check_config_names_every_bad_key_by_its_path(schema):
+    config = {
+        "grid": {"settings": [{"dataset": "digits", "labels": [50]}, {"dataset": "digits", "labelz": [5]}]},
+        "train": {"stage1_steps": "many"},
+        "hdl": {"k": "sometimes"},
+        "wandb": {"mode": "loud"},
+    }
+    with pytest.raises(workflow.ConfigError) as error:
+        workflow.check_config(config, schema)
+    message = str(error.value)
+    assert "grid.settings[1].labelz: unknown key" in message
+    assert "grid.settings[1]: 'labels' is a required property" in message
+    assert "train.stage1_steps: 'many' is not of type 'integer'" in message
+    assert "hdl.k: 'sometimes' is not valid" in message
+    assert "wandb.mode: 'loud' is not one of" in message
+
+
+def test_check_config_accepts_the_shipped_configs(schema):
+    for path in (ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml", TINY_CONFIG):
+        workflow.check_config(workflow.load_yaml(path), schema)
+
+
+def test_grid_values_read_as_in_paths_and_splits_ignore_the_method():
+    config = {
+        "grid": {
+            "settings": [{"dataset": "cifar10", "labels": [40, 250], "imbalance": [1]},
+                         {"dataset": "cifar10", "labels": [1500], "imbalance": [50, 12.5]}],
+            "methods": ["fixmatch", "mixmatch"],
+            "seeds": [0, 1],
+        }
+    }
+    cells = workflow.grid_table(config)
+    assert len(cells) == 4 * 2 * 2
+    assert list(cells.columns) == list(workflow.GRID_COLUMNS)
+    assert set(cells["imbalance"]) == {"1", "50", "12.5"}
+    splits = workflow.split_table(cells)
+    assert len(splits) == 4 * 2 and "method" not in splits.columns
+
+
+def test_grid_rejects_a_repeated_cell():
+    config = {"grid": {"settings": [{"dataset": "digits", "labels": [50]}, {"dataset": "digits", "labels": [50]}],
+                       "methods": ["fixmatch"], "seeds": [0]}}
+    with pytest.raises(workflow.ConfigError, match="appears twice"):
+        workflow.grid_table(config)
+
+
+def test_train_flags_merge_dataset_and_method_overrides_and_skip_nulls():
+    config = {
+        "train": {"arch": "wrn-28-2", "stage1_steps": 1000, "stage2_steps": 100, "batch_size": 64, "lr": None,
+                  "weight_decay": 0.0005, "eval_every": None, "save_every": None, "set": {"ema": 0.999}},
+        "datasets": {"cifar100": {"arch": "wrn-28-8", "weight_decay": 0.001, "set": {"nesterov": False}}},
+        "methods": {"fixmatch": {"threshold": 0.9}},
+    }
+    assert workflow.train_flags(config, "cifar10", "mixmatch", stage=1) == (
+        "--arch wrn-28-2 --steps 1000 --set batch_size=64 --set weight_decay=0.0005 --set ema=0.999"
+    )
+    assert workflow.train_flags(config, "cifar100", "fixmatch", stage=2) == (
+        "--arch wrn-28-8 --steps 100 --set batch_size=64 --set weight_decay=0.001 --set ema=0.999"
+        " --set nesterov=false --set threshold=0.9"
+    )
+
+
+def test_relabel_flags_leave_out_an_unset_max_level():
+    hdl = {"k": "auto", "k_candidates": [5, 10], "folds": 3, "holdout": 0.2, "wave_rule": "max_count",
+           "vote_weight": "similarity", "max_level": None, "min_agreement": 0.0, "weight": "agreement"}
+    flags = workflow.relabel_flags({"hdl": hdl})
+    assert flags == ("--k auto --k-candidates 5 10 --folds 3 --holdout 0.2 --wave-rule max_count"
+                     " --vote-weight similarity --min-agreement 0 --weight agreement")
+    assert "--max-level 2 " in workflow.relabel_flags({"hdl": {**hdl, "max_level": 2}})
+
+
+# ---------------------------------------------------------------- real runs
+
+
+@pytest.mark.slow
+def test_tiny_grid_resumes_a_killed_training_job_and_ends_in_tables_and_report(tmp_path):
+    checkpoint = tmp_path / "results/runs" / TINY_CELL / "stage1/checkpoint.pt"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile", str(TINY_CONFIG),
+               "--directory", str(tmp_path), "--cores", "2"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists():
+            assert first.poll() is None, "the run ended before stage 1 saved a checkpoint"
+            assert time.monotonic() < deadline, "no stage-1 checkpoint within 5 minutes"
+            time.sleep(0.1)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # Snakemake and its jobs, as a crash or an OOM kill would
+        first.wait()
+    import torch
+
+    saved_step = torch.load(checkpoint, map_location="cpu", weights_only=True)["step"]
+    assert 0 < saved_step < 40
+    assert not checkpoint.with_name("metrics.json").exists()
+
+    assert snakemake(tmp_path, "--unlock").returncode == 0
+    result = snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    # the rerun continued from the saved step: its log shows only later evaluations
+    log = (tmp_path / "results/logs" / TINY_CELL / "stage1.log").read_text()
+    evaluated = [int(step) for step in re.findall(r"step (\d+): top1", log)]
+    assert evaluated and min(evaluated) > saved_step and max(evaluated) == 40
+
+    tables = tmp_path / "results/tables"
+    accuracy = (tables / "accuracy.md").read_text()
+    assert "FixMatch + HDL" in accuracy and "digits, 50 labels" in accuracy
+    assert re.search(r"\| FixMatch \+ HDL \| \d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
+    assert "digits" in (tables / "pseudo_labels.md").read_text()
+    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves"):
+        assert (tmp_path / "results/plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+    report = snakemake(tmp_path, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (tmp_path / "results/report.html").stat().st_size > 10_000
