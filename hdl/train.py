@@ -100,6 +100,11 @@ def resolve_settings(method: str, assignments: Sequence[str]) -> tuple[dict[str,
                 f"{method} keys: {', '.join(method_config) or '(none)'}"
             )
         target[key] = parse_value(key, text, target[key])
+    for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size"):
+        if train[key] < 1:
+            raise UserError(f"--set {key}={train[key]}: must be at least 1")
+    if train["uratio"] < 0 or not 0 <= train["ema"] <= 1:
+        raise UserError(f"uratio must be >= 0 and ema in [0, 1]; got uratio={train['uratio']}, ema={train['ema']}")
     return train, method_config
 
 

@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.steps < 1:
+        raise UserError(f"--steps {args.steps}: must be at least 1")
     device = resolve_device(args.device)
     train_settings, method_settings = resolve_settings(args.method, args.assignments)
     config = {

@@ -55,6 +55,7 @@ def test_uratio_defaults_to_the_methods_own():
 
 @pytest.mark.parametrize("assignment, message", [
     ("lr", "expected key=value"), ("momentum_x=1", "threshold, lambda_u"), ("batch_size=0.5", "int"), ("nesterov=maybe", "bool"),
+    ("eval_every=0", "at least 1"), ("ema=1.5", "ema in"),
 ])
 def test_bad_assignments_name_the_key_and_the_valid_ones(assignment, message):
     with pytest.raises(UserError, match=message):
