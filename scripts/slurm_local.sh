@@ -66,8 +66,8 @@ SlurmdLogFile=$DIR/log/slurmd.log
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-# finished jobs stay visible to squeue this long (the executor's status checks rely on it)
-MinJobAge=300
+# finished jobs stay visible to squeue and scontrol this long (the executor's status checks rely on it)
+MinJobAge=3600
 NodeName=$HOST NodeHostname=$HOST NodeAddr=127.0.0.1 CPUs=$cpus Sockets=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 EOF

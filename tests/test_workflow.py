@@ -257,8 +257,9 @@ def test_tiny_grid_resumes_a_killed_training_job_and_ends_in_tables_and_report(t
     assert 0 < saved_step < 40
     assert not checkpoint.with_name("metrics.json").exists()
 
+    # what Snakemake tells the user after a crash: unlock, rerun the incomplete job
     assert snakemake(tmp_path, "--unlock").returncode == 0
-    result = snakemake(tmp_path, "--cores", "2")
+    result = snakemake(tmp_path, "--cores", "2", "--rerun-incomplete")
     assert result.returncode == 0, result.stderr[-3000:]
 
     # the rerun continued from the saved step: its log shows only later evaluations
