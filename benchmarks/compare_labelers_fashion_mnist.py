@@ -135,7 +135,7 @@ def main() -> None:
 
 
 def print_table(rows: list[dict], metric: str) -> None:
-    labelers = [key for key, value in rows[0].items() if isinstance(value, dict)]
+    labelers = list(dict.fromkeys(key for row in rows for key, value in row.items() if isinstance(value, dict)))
     print(f"\n{metric}\n| representation | labels/class | " + " | ".join(labelers) + " |")
     print("|---|---|" + "---|" * len(labelers))
     for name in dict.fromkeys(row["representation"] for row in rows):

@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 
 EXACT_MAX_SIZE = 20_000
-IVF_NPROBE = 16
+IVF_NPROBE = 8  # 96% recall@20 on Fashion-MNIST pixels (60k), 2x faster than 16 (99%)
 # k-means of the IVF cells on a sample: cell quality barely matters for a k-NN graph, and
 # faiss's defaults (256 points per cell, 25 iterations) made training the slowest step.
 IVF_TRAIN_POINTS_PER_CELL = 64
