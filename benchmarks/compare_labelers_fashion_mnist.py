@@ -18,7 +18,6 @@ table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.neural_network import MLPClassifier
 
+from hdl.data import load_dataset
 from hdl.labeling import (
     Labeling,
     adaptive_hdl,
@@ -36,22 +36,17 @@ from hdl.labeling import (
     score_labeler,
 )
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 N_CLASSES = 10
 
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
-    dims = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+def load_fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened [0, 1] pixels and labels of train and test, through the package's loader."""
+    dataset = load_dataset("fashion_mnist")
 
+    def flat(images: np.ndarray) -> np.ndarray:
+        return (images.reshape(len(images), -1) / 255.0).astype(np.float32)
 
-def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    pixels = {split: read_idx(root / f"{split}-images-idx3-ubyte.gz").reshape(-1, 784) / 255.0 for split in ("train", "t10k")}
-    labels = {split: read_idx(root / f"{split}-labels-idx1-ubyte.gz").astype(np.int64) for split in ("train", "t10k")}
-    return pixels["train"].astype(np.float32), labels["train"], pixels["t10k"].astype(np.float32), labels["t10k"]
+    return flat(dataset.train_images), dataset.train_labels, flat(dataset.test_images), dataset.test_labels
 
 
 def mlp_features(train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, seed: int, epochs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +96,7 @@ def main() -> None:
     parser.add_argument("--representations", nargs="+", default=["pixels", "mlp_test", "mlp_few"])
     args = parser.parse_args()
 
-    train_x, train_y, test_x, test_y = load_fashion_mnist(FASHION_MNIST)
+    train_x, train_y, test_x, test_y = load_fashion_mnist()
     variants = {
         "hdl_max_count": {"wave_rule": "max_count"},
         "hdl_frontier": {"wave_rule": "frontier"},
