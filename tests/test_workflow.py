@@ -65,9 +65,13 @@ def test_default_grid_is_two_settings_by_two_methods_by_three_seeds(tmp_path):
     }
 
 
-def test_paper_grid_lists_every_job(tmp_path):
-    result = snakemake(tmp_path, "--dry-run", "--quiet", "rules", config=ROOT / "config" / "paper.yaml")
+def test_paper_grid_lists_every_job_with_none_of_the_default_grid_settings(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text((ROOT / "config" / "config.yaml").read_text())
+    result = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=ROOT / "config" / "paper.yaml")
     assert result.returncode == 0, result.stderr
+    # --configfile replaces config/config.yaml: nothing of the CPU grid leaks into the paper's runs
+    assert "uratio=3" not in result.stdout and "ema=0.99" not in result.stdout
     # CIFAR-10 (3 budgets) + CIFAR-100 (3) + CIFAR-10-LT (3 imbalance factors), 4 methods, 3 seeds
     settings, cells = 9, 9 * 4 * 3
     assert job_counts(result.stdout) == {
