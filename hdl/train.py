@@ -48,10 +48,11 @@ class TrainConfig:
 
     CIFAR-100 uses weight_decay 1e-3 (FixMatch, TorchSSL).  ``uratio`` defaults
     to the method's ``default_uratio``.  ``ema`` 0.999 and ``bn_momentum``
-    0.001 (USB's WRN) average over thousands of steps: short CPU runs want
-    e.g. 0.99 and 0.01.  FixMatch evaluates every 64 kimg,
-    i.e. every 1024 steps of 64; the run is always evaluated and saved at its
-    last step too.
+    0.001 (USB's WRN) average over thousands of steps: runs of about a
+    thousand steps want 0.99 and 0.01, runs of about a hundred a
+    ``bn_momentum`` near 0.1 (otherwise the EMA model is evaluated with stale
+    BatchNorm statistics).  FixMatch evaluates every 64 kimg, i.e. every 1024
+    steps of 64; the run is always evaluated and saved at its last step too.
     """
 
     lr: float = 0.03
