@@ -53,6 +53,12 @@ class TrainConfig:
     ``bn_momentum`` near 0.1 (otherwise the EMA model is evaluated with stale
     BatchNorm statistics).  FixMatch evaluates every 64 kimg, i.e. every 1024
     steps of 64; the run is always evaluated and saved at its last step too.
+
+    ``extra_labels_leave_unlabeled``: whether ``--extra-labels`` samples also
+    leave the unlabeled stream.  Off by default: HDL usually labels every
+    reachable sample, so leaving would empty the stream and silence the base
+    method's unlabeled loss; kept, stage 2 differs from its paired baseline
+    only by the extra labels.
     """
 
     lr: float = 0.03
@@ -67,6 +73,7 @@ class TrainConfig:
     save_every: int = 1024
     log_every: int = 50
     eval_batch_size: int = 1024
+    extra_labels_leave_unlabeled: bool = False
 
 
 # ---------------------------------------------------------------- configuration
@@ -149,8 +156,10 @@ class TrainingData:
         views: Views,
         device: torch.device,
         extra: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        extra_leave_unlabeled: bool = False,
     ) -> "TrainingData":
-        """``extra`` = (index, label, weight) of pseudo-labeled samples: they join the labeled stream and leave the unlabeled one."""
+        """``extra`` = (index, label, weight) of pseudo-labeled samples: they join the labeled stream
+        and, with ``extra_leave_unlabeled``, leave the unlabeled one."""
         targets = dataset.train_labels[labeled_index]
         weights = np.ones(len(labeled_index), dtype=np.float32)
         if extra is not None:
@@ -161,7 +170,8 @@ class TrainingData:
                     f"{len(clash)} extra-label indices (e.g. {clash[:5].tolist()}) are labeled samples of the split already; "
                     "extra labels must be for unlabeled samples"
                 )
-            unlabeled_index = np.setdiff1d(unlabeled_index, extra_index)
+            if extra_leave_unlabeled:
+                unlabeled_index = np.setdiff1d(unlabeled_index, extra_index)
             labeled_index = np.concatenate([labeled_index, extra_index])
             targets = np.concatenate([targets, extra_labels])
             weights = np.concatenate([weights, extra_weights.astype(np.float32)])

@@ -106,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     extra = read_extra_labels(args.extra_labels, len(dataset.train_labels), dataset.num_classes) if args.extra_labels else None
     mean, std = dataset.channel_stats()
     views = Augmenter(mean, std, hflip=dataset.hflip)
-    data = TrainingData.build(dataset, split.labeled_idx, split.unlabeled_idx, views, device, extra)
+    data = TrainingData.build(
+        dataset, split.labeled_idx, split.unlabeled_idx, views, device, extra, config["train"]["extra_labels_leave_unlabeled"]
+    )
     trainer = Trainer(config, data, device)
     tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
     metrics = trainer.fit(args.out, tracking, progress=not args.no_progress)

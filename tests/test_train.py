@@ -136,14 +136,18 @@ def test_accuracy_metrics_per_class_and_balanced():
     assert metrics["balanced_acc"] == pytest.approx(2 / 9)
 
 
-def test_extra_labels_join_the_labeled_stream_and_leave_the_unlabeled_one():
+def test_extra_labels_join_the_labeled_stream_and_leave_the_unlabeled_one_only_when_asked():
     dataset = load_dataset("digits")
     extra = (np.array([5, 7]), np.array([3, 4]), np.array([1.0, 0.25], dtype=np.float32))
     data = TrainingData.build(dataset, np.array([0, 1]), np.arange(2, 10), StandInViews(), torch.device("cpu"), extra)
     assert data.labeled_index.tolist() == [0, 1, 5, 7]
     assert data.labeled_targets.tolist() == [*dataset.train_labels[[0, 1]].tolist(), 3, 4]
     assert data.labeled_weights.tolist() == [1.0, 1.0, 1.0, 0.25]
-    assert data.unlabeled_index.tolist() == [2, 3, 4, 6, 8, 9]
+    assert data.unlabeled_index.tolist() == list(range(2, 10))
+    leaving = TrainingData.build(
+        dataset, np.array([0, 1]), np.arange(2, 10), StandInViews(), torch.device("cpu"), extra, extra_leave_unlabeled=True
+    )
+    assert leaving.unlabeled_index.tolist() == [2, 3, 4, 6, 8, 9]
     with pytest.raises(UserError, match="labeled samples of the split"):
         TrainingData.build(dataset, np.array([0, 5]), np.arange(2, 10), StandInViews(), torch.device("cpu"), extra)
 
@@ -207,6 +211,9 @@ def test_extra_labels_file_feeds_the_run(tmp_path):
     assert train(tmp_path / "run", "fixmatch", 2, "--extra-labels", str(extra)) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["num_labeled"], metrics["num_extra"]) == (40, 3)
+    assert train(tmp_path / "leave", "fixmatch", 2, "--extra-labels", str(extra), "--set", "extra_labels_leave_unlabeled=true") == 0
+    leaving = json.loads((tmp_path / "leave" / "metrics.json").read_text())
+    assert leaving["num_unlabeled"] == metrics["num_unlabeled"] - 3
     np.savez(extra, index=np.array([1000]), label=np.array([10]))
     assert train(tmp_path / "bad", "fixmatch", 2, "--extra-labels", str(extra)) == 2
 
