@@ -24,13 +24,19 @@ from hdl.ssl import REGISTRY
 CPU_SETTINGS = ["batch_size=8", "uratio=2", "ema=0.99", "bn_momentum=0.01", "eval_every=150", "save_every=150"]
 
 
+def settings(args: argparse.Namespace) -> list[str]:
+    """The shared settings with the command line's ``--set`` replacing them key by key."""
+    merged = dict(assignment.split("=", 1) for assignment in [*CPU_SETTINGS, *args.assignments])
+    return [f"{key}={value}" for key, value in merged.items()]
+
+
 def train_command(args: argparse.Namespace, method: str) -> list[str]:
     command = [
         sys.executable, "-m", "hdl.cli", "train", "--dataset", args.dataset, "--labels", str(args.labels),
         "--seed", str(args.seed), "--method", method, "--steps", str(args.steps), "--arch", args.arch,
         "--out", str(args.out / method), "--threads", str(args.threads), "--no-progress",
     ]
-    for assignment in [*CPU_SETTINGS, *args.assignments]:
+    for assignment in settings(args):
         command += ["--set", assignment]
     return command
 
@@ -64,7 +70,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         results = dict(zip(args.methods, pool.map(lambda method: run(args, method), args.methods)))
     lines = [
-        f"{args.dataset}, {args.labels} labels, seed {args.seed}, {args.arch}, settings: {' '.join([*CPU_SETTINGS, *args.assignments])}",
+        f"{args.dataset}, {args.labels} labels, seed {args.seed}, {args.arch}, settings: {' '.join(settings(args))}",
         "",
         "| method | steps | top1 | balanced_acc | median_last20_top1 | seconds |",
         "|---|---:|---:|---:|---:|---:|",
