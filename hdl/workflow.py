@@ -21,7 +21,6 @@ from hdl.errors import UserError
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 GRID_COLUMNS = ("dataset", "labels", "imbalance", "method", "seed")
 SPLIT_COLUMNS = ("dataset", "labels", "imbalance", "seed")
-VARIANTS = ("hdl", "baseline")
 #: train settings that `hdl train` takes as flags; every other key goes through --set
 TRAIN_FLAG_KEYS = ("arch", "stage1_steps", "stage2_steps", "set")
 
