@@ -171,10 +171,8 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
     return _join(flags)
 
 
-def run_name(stage: int, round_number: int = 1, variant: str = "", rounds: int = 1) -> str:
-    """wandb run name inside a cell's group: stage1, hdl, baseline (hdl-round2, ... when rounds > 1)."""
-    if stage == 1:
-        return "stage1"
+def stage2_run_name(round_number: int, variant: str, rounds: int) -> str:
+    """wandb name of a stage-2 run inside its cell's group: hdl, baseline (hdl-round2, ... when rounds > 1)."""
     return variant if rounds == 1 else f"{variant}-round{round_number}"
 
 

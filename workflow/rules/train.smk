@@ -44,7 +44,7 @@ rule train_stage2:
         extra_labels=lambda wildcards, input: f"--extra-labels {input.extra_labels}" if "extra_labels" in input.keys() else "",
         train=lambda wildcards: hdl.workflow.train_flags(config, wildcards.dataset, wildcards.method, stage=2),
         wandb=lambda wildcards: hdl.workflow.wandb_flags(
-            config, cell_of(wildcards), hdl.workflow.run_name(2, int(wildcards.round), wildcards.variant, ROUNDS)
+            config, cell_of(wildcards), hdl.workflow.stage2_run_name(int(wildcards.round), wildcards.variant, ROUNDS)
         ),
         data=hdl.workflow.data_flags(config),
         device=config["device"],
