@@ -1,4 +1,5 @@
-# `make run`: the default grid (config/config.yaml) end to end; `make test`: the test suite.
+# `make run`: the default grid (config/config.yaml) end to end, resuming a killed run's jobs from their
+# checkpoints; `make test`: the test suite.
 # Both create .venv when missing and install the package with the pinned versions of constraints.txt.
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -10,7 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: run test data clean-results
 
 run: $(STAMP) data
-	$(VENV)/bin/snakemake --snakefile workflow/Snakefile --configfile config/config.yaml --cores $(CORES)
+	$(VENV)/bin/snakemake --snakefile workflow/Snakefile --configfile config/config.yaml --cores $(CORES) --rerun-incomplete
 
 # pytest exits 5 when a selection (-k, -m) matches no test: that is not a failure of the suite.
 test: $(STAMP) data
