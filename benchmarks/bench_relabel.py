@@ -57,7 +57,9 @@ def run_hdl(embeddings: np.ndarray, labels: np.ndarray, extra_args: list[str]) -
         start, cpu_start = time.perf_counter(), children_cpu_seconds()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         seconds, cpu_seconds = time.perf_counter() - start, children_cpu_seconds() - cpu_start
-        return seconds, cpu_seconds, np.load(tmp / "out.npz")["labels"], json.loads((tmp / "r.json").read_text())
+        report = json.loads((tmp / "r.json").read_text())
+        report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the only child
+        return seconds, cpu_seconds, np.load(tmp / "out.npz")["labels"], report
 
 
 def run_label_spreading(embeddings: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -84,7 +86,7 @@ def main() -> None:
     print(json.dumps({
         "samples": args.samples, "dim": args.dim, "separation": args.separation, "labeled": int((~unlabeled).sum()),
         "hdl": {"seconds_end_to_end": round(hdl_seconds, 2), "cpu_seconds": round(hdl_cpu, 2),
-                "seconds_labeling": round(report["seconds"], 2),
+                "seconds_labeling": round(report["seconds"], 2), "peak_rss_mb": round(report["peak_rss_mb"]),
                 "k": report["k"], "k_scores": report["k_scores"], "waves": report["waves"], "coverage": report["coverage"],
                 "accuracy": round(float(np.mean(hdl_labels[unlabeled] == truth[unlabeled])), 4)},
         "label_spreading": {"seconds": round(spreading_seconds, 2), "cpu_seconds": round(spreading_cpu, 2),

@@ -13,6 +13,7 @@ a GPU the trainer runs in bf16 autocast with channels_last, as in real runs.
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 from types import SimpleNamespace
 
@@ -52,12 +53,20 @@ def throughput(
         trainer.train_step()
     if device.type == "cuda":
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     for _ in range(steps):
         loss, _ = trainer.train_step()
     float(loss)  # waits for the device
     seconds = time.perf_counter() - started
     return steps / seconds, trainer.settings.batch_size * (1 + trainer.settings.uratio if trainer.uses_unlabeled else 1)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """GPU: peak allocated during the last row's timed steps; CPU: the process's peak RSS so far."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -78,7 +87,7 @@ def main() -> None:
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; labeled batch {args.batch_size} {' '.join(args.assignments)}; {args.steps} timed steps after {args.warmup} warm-up")
-    print(f"{'shape':8} {'arch':9} {'method':11} {'steps/s':>8} {'img/s':>8}")
+    print(f"{'shape':8} {'arch':9} {'method':11} {'steps/s':>8} {'img/s':>8} {'peak MB':>8}")
     for shape in args.shapes:
         dataset = random_dataset(SHAPES[shape])
         for arch in args.archs:
@@ -86,7 +95,11 @@ def main() -> None:
                 steps_per_second, images_per_step = throughput(
                     method, arch, dataset, device, [f"batch_size={args.batch_size}", *args.assignments], args.steps, args.warmup
                 )
-                print(f"{shape:8} {arch:9} {method:11} {steps_per_second:8.2f} {steps_per_second * images_per_step:8.0f}", flush=True)
+                print(
+                    f"{shape:8} {arch:9} {method:11} {steps_per_second:8.2f} {steps_per_second * images_per_step:8.0f}"
+                    f" {peak_memory_mb(device):8.0f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
