@@ -205,7 +205,8 @@ def pseudo_label_statistics(relabels: pd.DataFrame, grid: pd.DataFrame, rounds: 
 PSEUDO_LABEL_CAPTION = (
     "Pseudo-label accuracy (%) on the unlabeled training samples, mean ± sample std over seeds: "
     "HDL's labels, and the comparison labelers restricted to the same coverage (their most confident "
-    "samples), as relabel.json's 'comparison' reports. Coverage: share of unlabeled samples HDL labeled. "
+    "samples), as relabel.json's 'comparison' reports; the thresholded argmax covers only the samples above "
+    "its threshold (its own coverage is in pseudo_labels.csv). Coverage: share of unlabeled samples HDL labeled. "
     f"k: the k HDL chose (per seed). (n=m): only m of the grid's seeds have a relabel.json; {MISSING}: none."
 )
 
