@@ -23,7 +23,7 @@ import torch
 from hdl.data.augment import Augmenter
 from hdl.ssl import REGISTRY
 from hdl.train import Trainer, TrainingData, resolve_settings
-from hdl.train_cli import resolve_device
+from hdl.cli_options import resolve_device
 
 SHAPES = {"28x28x1": (28, 28, 1), "32x32x3": (32, 32, 3)}
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hdl.data import DATASET_NAMES
@@ -16,10 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)}; must be the checkpoint's")
     parser.add_argument("--split", required=True, help="split .npz: its labeled and unlabeled samples are embedded")
     parser.add_argument("--out", required=True, help="output .npz: embeddings, probs, index, labels, truth")
-    parser.add_argument("--data-dir", default="data", help="where data sets live")
-    parser.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    add_data_arguments(parser)
+    add_device_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=1024)
 
 
@@ -33,11 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from hdl.io import save_npz
     from hdl.nets import build_net
     from hdl.train import images_to_tensor, load_checkpoint, predict
-    from hdl.train_cli import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = setup_device(args)
     state = load_checkpoint(args.checkpoint)
     trained_on = state["config"]["dataset"]
     if trained_on != args.dataset:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
 from hdl.errors import UserError
 
 
@@ -28,27 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-labels", help=".npz with index, label[, weight]: pseudo-labels joining the labeled stream")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override a trainer or method hyperparameter (repeatable); a wrong key lists the valid ones")
-    parser.add_argument("--data-dir", default="data", help="where data sets live")
-    parser.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    add_data_arguments(parser)
+    add_device_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--wandb-mode", default="disabled", choices=MODES)
     parser.add_argument("--wandb-project", default="hdl")
     parser.add_argument("--wandb-group")
     parser.add_argument("--wandb-name")
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        torch.backends.cudnn.benchmark = True
-    return torch.device(name)
 
 
 def read_extra_labels(path: str, num_train: int, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,18 +57,14 @@ def read_extra_labels(path: str, num_train: int, num_classes: int) -> tuple[np.n
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from hdl.data import load_dataset, load_split, make_split
     from hdl.data.augment import Augmenter
     from hdl.track import TrackingOptions
     from hdl.train import Trainer, TrainingData, resolve_settings
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be at least 1")
-    device = resolve_device(args.device)
+    device = setup_device(args)
     train_settings, method_settings = resolve_settings(args.method, args.assignments)
     config = {
         "dataset": args.dataset,

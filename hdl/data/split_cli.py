@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from hdl.cli_options import add_data_arguments
 from hdl.data.datasets import DATASET_NAMES, load_dataset
 from hdl.data.splits import make_split, save_split
 
@@ -19,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="long-tailed only: M_1 = ratio * N_1 unlabeled samples in the head class")
     parser.add_argument("--include-labeled", action="store_true",
                         help="also put the labeled samples into the unlabeled set (as FixMatch does)")
-    parser.add_argument("--data-dir", default="data", help="where data sets live")
-    parser.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    add_data_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
