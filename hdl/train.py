@@ -392,8 +392,13 @@ class Trainer:
         self.model = build_net(config["arch"], data.num_classes, in_channels, self.settings.bn_momentum).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        given_targets = data.labeled_targets[: len(data.labeled_targets) - data.num_extra]
         self.algorithm: Algorithm = build_algorithm(
-            config["method"], data.num_classes, self.model.feature_dim, config["method_config"]
+            config["method"],
+            data.num_classes,
+            self.model.feature_dim,
+            config["method_config"],
+            labeled_distribution=torch.bincount(given_targets.cpu(), minlength=data.num_classes).float(),
         ).to(device)
         self.forward = MixedPrecision(self.model, enabled=device.type == "cuda")
         self.ema = EMA(self.model, self.settings.ema)

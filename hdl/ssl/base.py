@@ -73,11 +73,18 @@ class Algorithm(nn.Module):
     class Config:
         pass
 
-    def __init__(self, num_classes: int, feature_dim: int, config: Any):
+    def __init__(self, num_classes: int, feature_dim: int, config: Any, labeled_distribution: torch.Tensor | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.feature_dim = feature_dim
         self.config = config
+        # The split's labeled class distribution (uniform when not given): the class prior an
+        # algorithm may align to. Data, not learned state: rebuilt from the split on every start,
+        # so pseudo-labels added in stage 2 never change it.
+        if labeled_distribution is None:
+            labeled_distribution = torch.full((num_classes,), 1.0 / num_classes)
+        distribution = torch.as_tensor(labeled_distribution, dtype=torch.float32)
+        self.register_buffer("labeled_distribution", distribution / distribution.sum(), persistent=False)
 
     def training_step(
         self, model: nn.Module, batch: Batch, context: StepContext
@@ -119,8 +126,17 @@ def algorithm_class(name: str) -> type[Algorithm]:
     return REGISTRY[name]
 
 
-def build_algorithm(name: str, num_classes: int, feature_dim: int, overrides: dict[str, Any] | None = None) -> Algorithm:
-    """Instantiate a registered algorithm, applying ``overrides`` (typed like the defaults) to its Config."""
+def build_algorithm(
+    name: str,
+    num_classes: int,
+    feature_dim: int,
+    overrides: dict[str, Any] | None = None,
+    labeled_distribution: torch.Tensor | None = None,
+) -> Algorithm:
+    """Instantiate a registered algorithm, applying ``overrides`` (typed like the defaults) to its Config.
+
+    ``labeled_distribution``: the class distribution of the split's given labels (uniform if None).
+    """
     cls = algorithm_class(name)
     config = dataclasses.replace(cls.Config(), **(overrides or {}))
-    return cls(num_classes=num_classes, feature_dim=feature_dim, config=config)
+    return cls(num_classes=num_classes, feature_dim=feature_dim, config=config, labeled_distribution=labeled_distribution)

@@ -61,8 +61,8 @@ class FreeMatch(Algorithm):
         lambda_u: float = 1.0  # unlabeled loss weight (paper w_u, TorchSSL ``ulb_loss_ratio``)
         lambda_fairness: float = 0.001  # USB CIFAR-10 40-label ``ent_loss_ratio``
 
-    def __init__(self, num_classes: int, feature_dim: int, config: Config):
-        super().__init__(num_classes, feature_dim, config)
+    def __init__(self, num_classes: int, feature_dim: int, config: Config, labeled_distribution: torch.Tensor | None = None):
+        super().__init__(num_classes, feature_dim, config, labeled_distribution)
         self.register_buffer("time_p", torch.tensor(1.0 / num_classes))
         self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
         self.register_buffer("label_hist", torch.full((num_classes,), 1.0 / num_classes))

@@ -17,10 +17,9 @@ Distribution alignment (paper Sec. 3.2): guess = sharpen(normalise(p * p_target
 / p_model)) where p_model is the mean prediction on weak unlabeled views over
 the last 128 batches (the reference's ``PMovingAverage``, ``dbuf=128``,
 starting uniform, read before this batch's update) and p_target is the
-labeled class distribution.  The reference reads p_target from the data set;
-we only see batches, so we count the labeled targets seen so far (weighted by
-``labeled_weights``, starting from one per class so that it is defined from
-the first step), which converges to the labeled set's distribution.
+class distribution of the split's given labels, as the reference reads it
+from the labeled data set.  The trainer hands it over
+(``Algorithm.labeled_distribution``); stage 2's pseudo-labels never shift it.
 
 BatchNorm: as in ``hdl.ssl.mixmatch``, only the single forward pass over the
 mixed batch updates the running averages.
@@ -73,13 +72,12 @@ class ReMixMatch(Algorithm):
         rampup_fraction: float = 1 / 64  # lambda_u, lambda_kl ramp up over this share of steps (reference, USB)
         alignment_batches: int = 128  # batches in p_model's running average (reference ``dbuf``)
 
-    def __init__(self, num_classes: int, feature_dim: int, config: Config):
-        super().__init__(num_classes, feature_dim, config)
+    def __init__(self, num_classes: int, feature_dim: int, config: Config, labeled_distribution: torch.Tensor | None = None):
+        super().__init__(num_classes, feature_dim, config, labeled_distribution)
         self.rotation_head = nn.Linear(feature_dim, NUM_ROTATIONS)
         nn.init.xavier_normal_(self.rotation_head.weight)  # the reference's glorot_normal
         nn.init.zeros_(self.rotation_head.bias)
         self.register_buffer("recent_predictions", torch.full((config.alignment_batches, num_classes), 1.0 / num_classes))
-        self.register_buffer("labeled_counts", torch.ones(num_classes))
 
     def model_distribution(self) -> torch.Tensor:
         """p_model: mean prediction on weak unlabeled views over the last ``alignment_batches`` batches."""
@@ -87,16 +85,12 @@ class ReMixMatch(Algorithm):
         return mean / mean.sum()
 
     def target_distribution(self) -> torch.Tensor:
-        """p_target: class distribution of the labeled targets seen so far."""
-        return self.labeled_counts / self.labeled_counts.sum()
+        """p_target: class distribution of the split's given labels."""
+        return self.labeled_distribution
 
     @torch.no_grad()
     def remember_predictions(self, probs: torch.Tensor) -> None:
         self.recent_predictions.copy_(torch.cat([self.recent_predictions[1:], probs.mean(dim=0, keepdim=True)]))
-
-    @torch.no_grad()
-    def count_labels(self, targets: torch.Tensor, weights: torch.Tensor) -> None:
-        self.labeled_counts.index_add_(0, targets, weights.to(self.labeled_counts.dtype))
 
     def guess_labels(self, probs: torch.Tensor) -> torch.Tensor:
         aligned = align_distribution(probs, self.target_distribution(), self.model_distribution())
@@ -108,7 +102,6 @@ class ReMixMatch(Algorithm):
         weak = context.views.weak(batch.unlabeled_images)
         strong = [context.views.strong(batch.unlabeled_images) for _ in range(config.num_strong)]
 
-        self.count_labels(batch.labeled_targets, batch.labeled_weights)
         with torch.no_grad(), frozen_bn_statistics(model):
             probs = torch.softmax(model(weak)[0], dim=-1)
             guess = self.guess_labels(probs)
