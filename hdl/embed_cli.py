@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from hdl.errors import UserError
     from hdl.io import save_npz
     from hdl.nets import build_net
-    from hdl.train import images_to_tensor, load_checkpoint, predict
+    from hdl.train import images_to_tensor, load_checkpoint, predict, uses_bf16
 
     device = setup_device(args)
     state = load_checkpoint(args.checkpoint)
@@ -52,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     labels = np.where(np.isin(index, split.labeled_idx), dataset.train_labels[index], -1).astype(np.int64)
     images = images_to_tensor(dataset.train_images[index], device)
     mean, std = dataset.channel_stats()
-    logits, features = predict(model, images, Augmenter(mean, std), args.batch_size)
+    bf16 = uses_bf16(state["config"]["train"].get("precision", "fp32"), device)
+    logits, features = predict(model, images, Augmenter(mean, std), args.batch_size, bf16)
     embeddings = torch.nn.functional.normalize(features, dim=1)
     save_npz(
         args.out,

@@ -13,6 +13,14 @@ from torch's global generator.  All of them are saved in the checkpoint.
 
 The LR is a pure function of the step, so the step stands in for a
 scheduler's state.
+
+Stage 2 (``--init``) continues the method rather than restarting it: the
+model, its EMA, the optimiser's momentum and the method's state (thresholds,
+class distributions, alignment buffers) come from the stage-1 checkpoint, the
+method's own clock keeps counting from stage 1's last step (so ramp-ups stay
+finished), and the LR continues from stage 1's last value (``stage2_lr``).
+Only the data streams start afresh, because the HDL variant's labeled set
+differs; both variants of a cell draw them from the same seeds.
 """
 
 from __future__ import annotations
@@ -48,11 +56,25 @@ class TrainConfig:
 
     CIFAR-100 uses weight_decay 1e-3 (FixMatch, TorchSSL).  ``uratio`` defaults
     to the method's ``default_uratio``.  ``ema`` 0.999 and ``bn_momentum``
-    0.001 (USB's WRN) average over thousands of steps: runs of about a
-    thousand steps want 0.99 and 0.01, runs of about a hundred a
-    ``bn_momentum`` near 0.1 (otherwise the EMA model is evaluated with stale
-    BatchNorm statistics).  FixMatch evaluates every 64 kimg, i.e. every 1024
-    steps of 64; the run is always evaluated and saved at its last step too.
+    0.001 are USB's.  FixMatch evaluates every 64 kimg, i.e. every 1024 steps
+    of 64; the run is always evaluated and saved at its last step too.
+
+    ``ema_warmup``: the averages start fast and slow down to ``ema`` and
+    ``bn_momentum`` as the run goes on, as TensorFlow's
+    ExponentialMovingAverage with ``num_updates`` does: at global step t the
+    EMA decay is min(ema, (1 + t) / (10 + t)) and the BatchNorm momentum
+    max(bn_momentum, 1 - (1 + t) / (10 + t)).  A 300-step run then evaluates
+    a trained model, while a 2^20-step run spends all but its first
+    ten thousand steps at the published 0.999 / 0.001.
+
+    ``precision``: ``bf16`` runs the network in bf16 autocast on a GPU
+    (augmentations and losses stay float32); ``fp32``, the default, is what
+    the published numbers used.  CPU always runs fp32.
+
+    ``stage2_lr``: the LR of a run started with ``--init``.  ``hold`` keeps the
+    LR the init run ended with (the method simply trained longer); ``anneal``
+    decays from it with the same cosine shape over the new run; ``restart``
+    starts a fresh cosine from ``lr`` (a restart, as before).
 
     ``extra_labels_leave_unlabeled``: whether ``--extra-labels`` samples also
     leave the unlabeled stream.  Off by default: HDL usually labels every
@@ -73,7 +95,15 @@ class TrainConfig:
     save_every: int = 1024
     log_every: int = 50
     eval_batch_size: int = 1024
+    ema_warmup: bool = True
+    precision: str = "fp32"
+    stage2_lr: str = "hold"
     extra_labels_leave_unlabeled: bool = False
+
+
+PRECISIONS = ("fp32", "bf16")
+STAGE2_LR_RULES = ("hold", "anneal", "restart")
+WARMUP_OFFSET = 10  # TensorFlow's ExponentialMovingAverage: decay <= (1 + t) / (10 + t)
 
 
 # ---------------------------------------------------------------- configuration
@@ -113,6 +143,9 @@ def resolve_settings(method: str, assignments: Sequence[str]) -> tuple[dict[str,
             raise UserError(f"--set {key}={train[key]}: must be at least 1")
     if train["uratio"] < 0 or not 0 <= train["ema"] <= 1:
         raise UserError(f"uratio must be >= 0 and ema in [0, 1]; got uratio={train['uratio']}, ema={train['ema']}")
+    for key, allowed in (("precision", PRECISIONS), ("stage2_lr", STAGE2_LR_RULES)):
+        if train[key] not in allowed:
+            raise UserError(f"--set {key}={train[key]}: must be one of {', '.join(allowed)}")
     return train, method_config
 
 
@@ -229,8 +262,10 @@ class EpochShuffler:
         self.position = state["position"]
 
 
-def stream_seed(seed: int, stream: int) -> int:
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+def stream_seed(seed: int, stream: int, start_step: int = 0) -> int:
+    """Seed of one data stream; a run continuing another (``start_step`` > 0) draws new orders."""
+    entropy = [seed, stream] + ([start_step] if start_step else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 # ---------------------------------------------------------------- model pieces
@@ -246,9 +281,21 @@ class EMA:
         self._buffer_pairs = [list(self.model.buffers()), list(model.buffers())]
 
     @torch.no_grad()
-    def update(self) -> None:
-        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - self.decay)
+    def update(self, decay: float | None = None) -> None:
+        """Move the average towards the model by ``1 - decay`` (default: the constructor's decay)."""
+        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - (self.decay if decay is None else decay))
         torch._foreach_copy_(self._buffer_pairs[0], self._buffer_pairs[1])
+
+
+def warmed_up_decay(decay: float, step: int) -> float:
+    """``decay`` capped by (1 + t) / (10 + t) at global step t: fast averages early, ``decay`` later."""
+    return min(decay, (1 + step) / (WARMUP_OFFSET + step))
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = momentum
 
 
 class MixedPrecision(nn.Module):
@@ -285,12 +332,27 @@ def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
     return base_lr * math.cos(7 * math.pi * step / (16 * total_steps))
 
 
+def stage2_learning_rate(rule: str, base_lr: float, held_lr: float, step: int, total_steps: int) -> float:
+    """LR at ``step`` of a run that continues another whose last LR was ``held_lr`` (see TrainConfig.stage2_lr)."""
+    if rule == "hold":
+        return held_lr
+    if rule == "anneal":
+        return cosine_lr(held_lr, step, total_steps)
+    return cosine_lr(base_lr, step, total_steps)
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    return precision == "bf16" and device.type == "cuda"
+
+
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, views: Views, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, images: torch.Tensor, views: Views, batch_size: int, bf16: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and features (float32) of uint8 images, in batches, with the model in eval mode."""
     was_training = model.training
     model.eval()
-    forward = MixedPrecision(model, enabled=images.device.type == "cuda")
+    forward = MixedPrecision(model, enabled=bf16)
     logits, features = [], []
     for chunk in images.split(batch_size):
         chunk_logits, chunk_features = forward(views.normalize(chunk))
@@ -400,7 +462,8 @@ class Trainer:
             config["method_config"],
             labeled_distribution=torch.bincount(given_targets.cpu(), minlength=data.num_classes).float(),
         ).to(device)
-        self.forward = MixedPrecision(self.model, enabled=device.type == "cuda")
+        self.bf16 = uses_bf16(self.settings.precision, device)
+        self.forward = MixedPrecision(self.model, enabled=self.bf16)
         self.ema = EMA(self.model, self.settings.ema)
         self.optimizer = make_optimizer(list(self.model.parameters()) + list(self.algorithm.parameters()), self.settings)
         self.uses_unlabeled = self.algorithm.uses_unlabeled and self.settings.uratio > 0
@@ -408,13 +471,20 @@ class Trainer:
             raise UserError(f"method {config['method']} needs unlabeled samples, but the unlabeled set is empty")
         if len(data.labeled_index) == 0:
             raise UserError("the labeled set is empty")
-        self.labeled_stream = EpochShuffler(len(data.labeled_index), stream_seed(config["seed"], 0))
-        self.unlabeled_stream = EpochShuffler(len(data.unlabeled_index), stream_seed(config["seed"], 1))
         self.step = 0
+        # The method's clock: global step = start_step + step; ramp-ups span method_steps.
+        # A run started with --init inherits them (and the LR to continue from) from its init run.
+        self.schedule = {"start_step": 0, "method_steps": self.total_steps, "held_lr": self.settings.lr}
+        self.make_streams()
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
         self.seconds = 0.0
         self.tracker_id: str | None = None
+
+    def make_streams(self) -> None:
+        seed, start = self.config["seed"], self.schedule["start_step"]
+        self.labeled_stream = EpochShuffler(len(self.data.labeled_index), stream_seed(seed, 0, start))
+        self.unlabeled_stream = EpochShuffler(len(self.data.unlabeled_index), stream_seed(seed, 1, start))
 
     # -- state
 
@@ -423,6 +493,8 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "config": self.config,
             "step": self.step,
+            "schedule": self.schedule,
+            "last_lr": self.optimizer.param_groups[0]["lr"],
             "model": self.model.state_dict(),
             "ema_model": self.ema.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -448,19 +520,38 @@ class Trainer:
         self.labeled_stream.load_state_dict(state["rng"]["labeled_stream"])
         self.unlabeled_stream.load_state_dict(state["rng"]["unlabeled_stream"])
         self.step = state["step"]
+        self.schedule = state["schedule"]
         self.history = state["history"]
         self.last_eval = state["last_eval"]
         self.seconds = state["seconds"]
         self.tracker_id = state["tracker_id"]
 
-    def load_weights(self, path: str | Path) -> None:
-        """Start from another run's model and EMA weights (HDL's stage 2); optimiser, schedule and method start fresh."""
+    def continue_from(self, path: str | Path) -> None:
+        """Continue another run of the same method (HDL's stage 2): its model, EMA, optimiser
+        momentum and method state, its clock and its last LR; new data streams."""
         state = load_checkpoint(path)
+        init_config = state.get("config", {})
+        if init_config.get("method") != self.config["method"]:
+            raise UserError(
+                f"--init {path} is a {init_config.get('method')!r} run; stage 2 continues the same method, "
+                f"so it must be a {self.config['method']!r} run"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.ema.model.load_state_dict(state["ema_model"])
-        except (KeyError, RuntimeError) as error:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.algorithm.load_state_dict(state["algorithm"])
+            init_schedule, init_steps, last_lr = state["schedule"], state["step"], state["last_lr"]
+        except (KeyError, RuntimeError, ValueError) as error:
             raise UserError(f"--init {path} does not fit --arch {self.config['arch']} on {self.config['dataset']}: {error}") from None
+        for group, weight_decay in zip(self.optimizer.param_groups, (self.settings.weight_decay, 0.0)):
+            group.update(momentum=self.settings.momentum, nesterov=self.settings.nesterov, weight_decay=weight_decay)
+        self.schedule = {
+            "start_step": init_schedule["start_step"] + init_steps,
+            "method_steps": init_schedule["method_steps"],
+            "held_lr": last_lr,
+        }
+        self.make_streams()
 
     def sizes(self) -> dict[str, int]:
         return {
@@ -484,20 +575,31 @@ class Trainer:
             unlabeled_truth=data.train_labels[unlabeled_index],
         )
 
+    def learning_rate(self) -> float:
+        if self.config["init"]:
+            rule = self.settings.stage2_lr
+            return stage2_learning_rate(rule, self.settings.lr, self.schedule["held_lr"], self.step, self.total_steps)
+        return cosine_lr(self.settings.lr, self.step, self.total_steps)
+
     def train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
+        settings = self.settings
+        global_step = self.schedule["start_step"] + self.step
         for group in self.optimizer.param_groups:
-            group["lr"] = cosine_lr(self.settings.lr, self.step, self.total_steps)
-        context = StepContext(step=self.step, total_steps=self.total_steps, views=self.data.views)
+            group["lr"] = self.learning_rate()
+        ema_decay = warmed_up_decay(settings.ema, global_step) if settings.ema_warmup else settings.ema
+        bn_momentum = max(settings.bn_momentum, 1.0 - warmed_up_decay(1.0, global_step)) if settings.ema_warmup else settings.bn_momentum
+        set_bn_momentum(self.model, bn_momentum)
+        context = StepContext(step=global_step, total_steps=self.schedule["method_steps"], views=self.data.views)
         loss, logs = self.algorithm.training_step(self.forward, self.next_batch(), context)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.ema.update()
+        self.ema.update(ema_decay)
         self.step += 1
         return loss.detach(), logs
 
     def evaluate(self) -> dict[str, Any]:
-        logits, _ = predict(self.ema.model, self.data.test_images, self.data.views, self.settings.eval_batch_size)
+        logits, _ = predict(self.ema.model, self.data.test_images, self.data.views, self.settings.eval_batch_size, self.bf16)
         return accuracy_metrics(logits.argmax(1), self.data.test_labels, self.data.num_classes)
 
     # -- the loop
@@ -520,7 +622,7 @@ class Trainer:
             if self.step >= self.total_steps and metrics_path.exists():
                 return json.loads(metrics_path.read_text())
         elif self.config["init"]:
-            self.load_weights(self.config["init"])
+            self.continue_from(self.config["init"])
 
         tracker = Tracker(tracking, out_dir, self.config, run_id=self.tracker_id)
         self.tracker_id = tracker.run_id
@@ -561,7 +663,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
             if eval_due:
                 self.last_eval = self.evaluate()
-                row = {"step": self.step, "top1": self.last_eval["top1"], "balanced_acc": self.last_eval["balanced_acc"], "loss": float(loss)}
+                row = {"step": self.step, "top1": self.last_eval["top1"], "balanced_acc": self.last_eval["balanced_acc"],
+                       "loss": float(loss), "lr": self.optimizer.param_groups[0]["lr"]}
                 row.update({key: float(value) for key, value in logs.items()})
                 self.history.append(row)
                 tracker.log({"eval/top1": row["top1"], "eval/balanced_acc": row["balanced_acc"]}, self.step)

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder: checkpoint.pt and metrics.json go here")
     parser.add_argument("--split", help="split .npz from `hdl split`; default: made from dataset, labels, imbalance, seed")
     parser.add_argument("--arch", default="wrn-28-2", help="wrn-DEPTH-WIDTH: wrn-28-2 (CIFAR-10), wrn-28-8 (CIFAR-100), wrn-10-1 (CPU)")
-    parser.add_argument("--init", help="start from this checkpoint's model and EMA weights (HDL stage 2)")
+    parser.add_argument("--init", help="continue this run of the same method (HDL stage 2): weights, EMA, optimiser, method state, clock, LR")
     parser.add_argument("--extra-labels", help=".npz with index, label[, weight]: pseudo-labels joining the labeled stream")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override a trainer or method hyperparameter (repeatable); a wrong key lists the valid ones")
@@ -56,10 +56,10 @@ def read_extra_labels(path: str, num_train: int, num_classes: int) -> tuple[np.n
     return index, label, weight
 
 
-def run(args: argparse.Namespace) -> int:
+def build_trainer(args: argparse.Namespace):
+    """The Trainer the arguments describe, with its data on the chosen device (nothing trained yet)."""
     from hdl.data import load_dataset, load_split, make_split
     from hdl.data.augment import Augmenter
-    from hdl.track import TrackingOptions
     from hdl.train import Trainer, TrainingData, resolve_settings
 
     if args.steps < 1:
@@ -92,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
     data = TrainingData.build(
         dataset, split.labeled_idx, split.unlabeled_idx, views, device, extra, config["train"]["extra_labels_leave_unlabeled"]
     )
-    trainer = Trainer(config, data, device)
+    return Trainer(config, data, device)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hdl.track import TrackingOptions
+
+    trainer = build_trainer(args)
     tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
     metrics = trainer.fit(args.out, tracking, progress=not args.no_progress)
     print(

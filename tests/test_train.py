@@ -193,18 +193,6 @@ def test_finished_run_is_a_no_op_and_a_changed_command_is_refused(tmp_path, caps
     assert "steps (10 in the checkpoint, 20 now)" in error and "train.lr" in error
 
 
-def test_init_starts_from_the_weights_only(tmp_path):
-    assert train(tmp_path / "stage1", "supervised", 20) == 0
-    stage1 = torch.load(tmp_path / "stage1" / "checkpoint.pt", weights_only=True)
-    assert train(tmp_path / "stage2", "supervised", 1, "--init", str(tmp_path / "stage1" / "checkpoint.pt"),
-                 "--set", "lr=0", "--set", "ema=1") == 0
-    stage2 = torch.load(tmp_path / "stage2" / "checkpoint.pt", weights_only=True)
-    assert torch.equal(stage2["ema_model"]["classifier.weight"], stage1["ema_model"]["classifier.weight"])
-    assert torch.equal(stage2["model"]["classifier.weight"], stage1["model"]["classifier.weight"])
-    assert stage2["step"] == 1  # a fresh schedule
-    assert train(tmp_path / "bad", "supervised", 1, "--init", str(tmp_path / "stage1" / "checkpoint.pt"), "--arch", "wrn-10-2") == 2
-
-
 def test_extra_labels_file_feeds_the_run(tmp_path):
     extra = tmp_path / "extra.npz"
     np.savez(extra, index=np.array([1000, 1001, 1002]), label=np.array([1, 2, 3]))
