@@ -33,8 +33,39 @@ class TinyNet(nn.Module):
         return self.classifier(features), features
 
 
+class PixelNet(nn.Module):
+    """Features linear in the pixels, then a linear classifier: predictions that vary from image to image.
+
+    Without BatchNorm a sample's output never depends on the rest of its
+    batch, so a reference test can recompute a loss with its own forward
+    passes, grouped however it likes.
+    """
+
+    feature_dim = 6
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(CHANNELS * IMAGE_SIZE**2, self.feature_dim), nn.Tanh())
+        self.classifier = nn.Linear(self.feature_dim, NUM_CLASSES)
+        with torch.no_grad():
+            self.classifier.weight.mul_(4.0)  # top probabilities from about 0.4 to 1 on random images
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return self.classifier(features), features
+
+
+def gradients(loss: torch.Tensor, parameters: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d parameters, leaving ``.grad`` alone; a reference test compares these to see which targets are held constant."""
+    return list(torch.autograd.grad(loss, parameters, allow_unused=True, materialize_grads=True))
+
+
 class StandInViews:
-    """Normalise to [-1, 1]; weak adds a random horizontal flip, strong also noise."""
+    """Normalise to [-1, 1]; weak adds a random horizontal flip, strong also noise.
+
+    Both draw from torch's global RNG: reseeding it and calling them in the
+    same order gives the same views again.
+    """
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return images.float() / 127.5 - 1.0

@@ -9,7 +9,8 @@ from hdl.ssl.fixmatch import confident_pseudo_labels
 from ssl_fixtures import NUM_CLASSES, StandInViews, TinyNet, random_batch, train_a_few_steps
 
 
-def test_published_defaults():
+def test_defaults_are_the_paper_and_usb_values():
+    # USB's config/classic_cv/fixmatch/fixmatch_cifar10_40_0.yaml: p_cutoff 0.95, ulb_loss_ratio 1.0, uratio 7 (as the paper).
     assert config_fields("fixmatch") == {"threshold": 0.95, "lambda_u": 1.0}
     assert build_algorithm("fixmatch", NUM_CLASSES, 6).default_uratio == 7
 

@@ -24,6 +24,28 @@ def test_depth_and_width_follow_the_name():
     assert build_net("wrn-28-8", 100, 3).feature_dim == 512
 
 
+def parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+@pytest.mark.parametrize("arch, num_classes, total, usb_total", [
+    ("wrn-28-2", 10, 1_469_642, 1_467_626),
+    ("wrn-28-8", 100, 23_409_092, 23_401_028),
+])
+def test_parameter_counts_are_the_tensorflow_reference_and_usb_but_for_block_conv_biases(arch, num_classes, total, usb_total):
+    """Ours: the counts of google-research/fixmatch's ResNet (convolutions with biases) and of USB's
+    semilearn/nets/wrn/wrn.py before its commit 7c7460f (Nov 2022).  USB's wrn_28_2 / wrn_28_8 since then
+    drop the biases of the residual blocks' convolutions and shortcuts, and nothing else."""
+    model = build_net(arch, num_classes, 3)
+    assert parameter_count(model) == total
+    block_conv_biases = sum(
+        conv.bias.numel()
+        for block in model.modules() if isinstance(block, PreActBlock)
+        for conv in (block.conv1, block.conv2, block.shortcut) if conv is not None
+    )
+    assert parameter_count(model) - block_conv_biases == usb_total
+
+
 def test_reference_hyperparameters_and_initialisation():
     model = build_net("wrn-16-1", 10, 3)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
