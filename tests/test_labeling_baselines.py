@@ -4,7 +4,6 @@ import pytest
 from hdl.labeling.baselines import Labeling, argmax_labels, knn_vote, label_propagation, thresholded_argmax
 from hdl.labeling.evaluate import coverage_curve, score_labeler, selected_at_coverage
 from hdl.labeling.knn import KnnGraph, build_knn_graph
-from hdl.labeling.select import select_pseudo_labels
 
 
 def test_knn_vote_uses_only_the_original_labels():
@@ -73,17 +72,6 @@ def test_matched_coverage_keeps_each_labelers_most_confident_share():
     curve = coverage_curve(labeling, truth, evaluated)
     assert [point["coverage"] for point in curve][-3:] == pytest.approx([0.8, 0.8, 0.8])
     assert curve[1] == {"coverage": pytest.approx(0.2), "accuracy": 1.0}
-
-
-def test_selection_keeps_new_labels_by_level_and_agreement():
-    labels = np.array([0, 1, 1, 0, -1])
-    level = np.array([0, 1, 2, 3, -1])
-    agreement = np.array([1.0, 0.9, 0.6, 0.8, 0.0], dtype=np.float32)
-    positions, kept, weights = select_pseudo_labels(labels, level, agreement)
-    assert positions.tolist() == [1, 2, 3] and kept.tolist() == [1, 1, 0] and weights.tolist() == [1, 1, 1]
-    positions, _, weights = select_pseudo_labels(labels, level, agreement, max_level=2, min_agreement=0.7, weight="agreement")
-    assert positions.tolist() == [1] and weights.tolist() == pytest.approx([0.9])
-    assert weights.dtype == np.float32
 
 
 def test_knn_vote_handles_fewer_labeled_samples_than_k():

@@ -6,7 +6,8 @@ from sklearn.datasets import load_digits
 
 from hdl.cli import main
 
-REPORT_KEYS = {"k", "k_scores", "waves", "coverage", "seconds", "accuracy", "per_class", "per_level", "comparison", "coverage_curve"}
+REPORT_KEYS = {"k", "k_scores", "waves", "coverage", "seconds", "accuracy", "per_class", "per_level", "comparison", "coverage_curve",
+               "selection"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_relabel_reads_the_embed_npz_and_writes_extra_labels_by_train_index(tmp_
     np.savez(embed, embeddings=images / norms, probs=probs, index=index, labels=labels, truth=truth)
     out, extra = tmp_path / "out.npz", tmp_path / "extra.npz"
     code = main(["relabel", "--embeddings", str(embed), "--out", str(out), "--k", "10",
-                 "--extra-labels-out", str(extra), "--max-level", "3", "--weight", "agreement"])
+                 "--extra-labels-out", str(extra), "--selection", "all", "--max-level", "3", "--weight", "agreement"])
     assert code == 0
     result, selected = np.load(out), np.load(extra)
     assert np.array_equal(result["index"], index)
@@ -73,6 +74,30 @@ def test_relabel_reads_the_embed_npz_and_writes_extra_labels_by_train_index(tmp_
     assert np.array_equal(selected["label"], result["labels"][kept])
     assert np.allclose(selected["weight"], result["agreement"][kept])
     assert selected["index"].dtype == np.int64 and selected["weight"].dtype == np.float32
+
+
+def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quotas(tmp_path, digits):
+    images, labels, truth, probs = digits
+    paths = save(tmp_path, embeddings=images, labels=labels, truth=truth, probs=probs)
+    out, extra, report_path = tmp_path / "out.npz", tmp_path / "extra.npz", tmp_path / "report.json"
+    assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--out", str(out),
+                 "--truth", paths["truth"], "--probs", paths["probs"], "--report", str(report_path),
+                 "--extra-labels-out", str(extra), "--k", "10"]) == 0
+    result, selected = np.load(out), np.load(extra)
+    report = json.loads(report_path.read_text())
+    selection = report["selection"]
+    reached = (labels < 0) & (result["labels"] >= 0)
+    assert 0 < len(selected["index"]) == selection["n_selected"] < selection["n_reached"] == reached.sum()
+    accuracy_selected = np.mean(selected["label"] == truth[selected["index"]])
+    assert selection["accuracy"] == pytest.approx(accuracy_selected)
+    assert accuracy_selected > report["accuracy"]  # more accurate than all of HDL's labels together
+    assert selection["per_class"] == np.bincount(selected["label"], minlength=10).tolist()
+    assert selection["n_selected"] <= selection["n_above_threshold"]
+    assert max(selection["per_class"]) <= round(selection["n_above_threshold"] / 10)  # balanced labels: equal quotas
+    assert selection["rule"] == "confident" and selection["confidence"] == "consistency"
+    assert 0 < selection["threshold"] <= 1 and 0 < selection["estimated_accuracy"] <= 1
+    assert 0.6 < selection["argmax_accuracy"] < 0.8
+    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank"}
 
 
 BAD_INPUTS = {

@@ -15,10 +15,23 @@ HOLDOUT_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
+class HoldoutRun:
+    """HDL on one fold: ``hidden`` given labels hidden (positions), ``result`` labeling all samples."""
+
+    hidden: np.ndarray
+    result: HdlResult
+
+    def accuracy(self, labels: np.ndarray) -> float:
+        """Share of the hidden labels HDL recovers; an unreached one counts as wrong."""
+        return float(np.mean(self.result.labels[self.hidden] == labels[self.hidden])) if len(self.hidden) else np.nan
+
+
+@dataclass(frozen=True)
 class AdaptiveHdl:
     k: int
     k_scores: dict[int, float]  # mean hold-out accuracy per candidate k; empty for a fixed k
     result: HdlResult
+    holdout: list[HoldoutRun]  # the folds at the chosen k: they calibrate the stage-2 selection
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -39,6 +52,22 @@ def stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gener
     return np.sort(shuffled[order][hide])
 
 
+def make_holdouts(labels: np.ndarray, folds: int, holdout_fraction: float, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [stratified_holdout(labels, holdout_fraction, rng) for _ in range(folds)]
+
+
+def holdout_runs(graph: KnnGraph, labels: np.ndarray, n_classes: int, holdouts: list[np.ndarray], **hdl_options) -> list[HoldoutRun]:
+    """HDL on ``graph`` once per hold-out, with that hold-out's given labels hidden."""
+    reverse = reverse_index(graph)
+    runs = []
+    for hidden in holdouts:
+        visible = labels.copy()
+        visible[hidden] = -1
+        runs.append(HoldoutRun(hidden, hdl_labeling(graph, visible, n_classes, reverse=reverse, **hdl_options)))
+    return runs
+
+
 def holdout_scores(
     graph: KnnGraph,
     labels: np.ndarray,
@@ -53,20 +82,15 @@ def holdout_scores(
 
     A hidden sample HDL cannot reach counts as wrong. The same hold-outs serve every k.
     """
-    rng = np.random.default_rng(seed)
-    holdouts = [stratified_holdout(labels, holdout_fraction, rng) for _ in range(folds)]
-    scores = {}
-    for k in sorted(k_candidates):
-        graph_k = graph.truncate(k)
-        reverse = reverse_index(graph_k)
-        accuracies = []
-        for hidden in holdouts:
-            visible = labels.copy()
-            visible[hidden] = -1
-            result = hdl_labeling(graph_k, visible, n_classes, reverse=reverse, **hdl_options)
-            accuracies.append(np.mean(result.labels[hidden] == labels[hidden]) if len(hidden) else np.nan)
-        scores[int(k)] = float(np.mean(accuracies))
-    return scores
+    holdouts = make_holdouts(labels, folds, holdout_fraction, seed)
+    return {
+        int(k): _mean_accuracy(holdout_runs(graph.truncate(k), labels, n_classes, holdouts, **hdl_options), labels)
+        for k in sorted(k_candidates)
+    }
+
+
+def _mean_accuracy(runs: list[HoldoutRun], labels: np.ndarray) -> float:
+    return float(np.mean([run.accuracy(labels) for run in runs]))
 
 
 def best_k(k_scores: dict[int, float]) -> int:
@@ -91,10 +115,18 @@ def adaptive_hdl(
 ) -> AdaptiveHdl:
     """HDL with a fixed ``k``, or (``k=None``) the hold-out-best of ``k_candidates``.
 
+    The hold-out folds run at the chosen k either way: they calibrate the stage-2 selection.
     ``graph`` must hold at least as many neighbours as the largest k used.
     """
-    k_scores = {}
+    holdouts = make_holdouts(labels, folds, holdout_fraction, seed)
+    k_scores: dict[int, float] = {}
     if k is None:
-        k_scores = holdout_scores(graph, labels, n_classes, k_candidates, folds, holdout_fraction, seed, **hdl_options)
+        for candidate in sorted(k_candidates):
+            candidate_runs = holdout_runs(graph.truncate(candidate), labels, n_classes, holdouts, **hdl_options)
+            k_scores[int(candidate)] = _mean_accuracy(candidate_runs, labels)
+            if best_k(k_scores) == candidate:  # keep only the best k's folds so far
+                runs = candidate_runs
         k = best_k(k_scores)
-    return AdaptiveHdl(k, k_scores, hdl_labeling(graph.truncate(k), labels, n_classes, **hdl_options))
+    else:
+        runs = holdout_runs(graph.truncate(k), labels, n_classes, holdouts, **hdl_options)
+    return AdaptiveHdl(k, k_scores, hdl_labeling(graph.truncate(k), labels, n_classes, **hdl_options), runs)

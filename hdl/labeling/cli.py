@@ -44,11 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     diagnostics = parser.add_argument_group("diagnostics")
     diagnostics.add_argument("--argmax-threshold", type=float, default=baselines.ARGMAX_THRESHOLD, help="confidence threshold of the thresholded-argmax labeler (default: %(default)s)")
 
-    stage2 = parser.add_argument_group("stage-2 selection")
+    stage2 = parser.add_argument_group("stage-2 selection (see hdl/labeling/select.py)")
     stage2.add_argument("--extra-labels-out", help="write the selected HDL labels here (.npz: index, label, weight) for `hdl train --extra-labels`")
+    stage2.add_argument("--selection", choices=select.RULES, default="confident", help="'confident': labels whose confidence reaches a threshold calibrated on the hold-out folds, within class quotas; 'all': every label HDL reached (default: %(default)s)")
+    stage2.add_argument("--confidence", choices=select.CONFIDENCES, default="consistency", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, or HDL's labeling order (default: %(default)s)")
+    stage2.add_argument("--selection-quantile", type=float, default=select.QUANTILE, help="threshold = this quantile of the confidences HDL gives hidden given labels (default: %(default)s)")
+    stage2.add_argument("--class-quota", choices=select.CLASS_QUOTAS, default="prior", help="'prior': each class keeps at most its share of the given labels' class distribution; 'none': no cap (default: %(default)s)")
     stage2.add_argument("--max-level", type=int, help="keep only the first N waves (default: all)")
     stage2.add_argument("--min-agreement", type=float, default=0.0, help="keep only labels with vote agreement >= this (default: %(default)s)")
-    stage2.add_argument("--weight", choices=select.WEIGHTS, default="one", help="per-sample weight: 'one' or the vote agreement (default: %(default)s)")
+    stage2.add_argument("--weight", choices=select.WEIGHTS, default="one", help="per-sample weight in stage 2: 'one', the vote agreement, or the confidence (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,20 +100,84 @@ def run(args: argparse.Namespace) -> int:
         "n_labeled": int((~unlabeled).sum()),
         "graph": "exact" if n <= args.exact_max_size else "ivf",
     }
+    graph_k = graph.truncate(chosen.k)
+    selection, estimated_accuracy = _select(args, inputs, graph_k, chosen)
+    report["selection"] = _selection_report(args, inputs, graph_k, result, selection, estimated_accuracy)
     if inputs.truth is not None:
-        report.update(_diagnostics(inputs, graph.truncate(chosen.k), chosen.k, result, report["coverage"], args.argmax_threshold))
+        report.update(_diagnostics(inputs, graph_k, chosen.k, result, report["coverage"], args.argmax_threshold))
 
     save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index)
     if args.extra_labels_out:
-        positions, labels, weights = select.select_pseudo_labels(
-            result.labels, result.level, result.agreement, args.max_level, args.min_agreement, args.weight
-        )
-        save_npz(args.extra_labels_out, index=inputs.index[positions], label=labels, weight=weights)
+        save_npz(args.extra_labels_out, index=inputs.index[selection.positions], label=selection.labels, weight=selection.weights)
     if args.report:
         write_json(args.report, report)
+    chosen_report = report["selection"]
     print(f"hdl relabel: k={chosen.k}, {result.waves} waves, coverage {report['coverage']:.3f}"
-          + (f", accuracy {report['accuracy']:.4f}" if "accuracy" in report else "") + f", {seconds:.2f} s")
+          + (f", accuracy {report['accuracy']:.4f}" if "accuracy" in report else "")
+          + f"; stage 2 keeps {chosen_report['n_selected']} of {chosen_report['n_reached']} labels"
+          + (f" (accuracy {chosen_report['accuracy']:.4f})" if chosen_report["accuracy"] is not None else "")
+          + f", {seconds:.2f} s")
     return 0
+
+
+def _select(
+    args: argparse.Namespace, inputs: RelabelInputs, graph: knn.KnnGraph, chosen: adaptive.AdaptiveHdl
+) -> tuple[select.Selection, float | None]:
+    """Stage 2's labels (a confidence threshold calibrated on the hold-out folds, within class
+    quotas) and the hold-out accuracy above that threshold (an overestimate: see select.py)."""
+    confidence = select.hdl_confidence(args.confidence, graph, chosen.result)
+    threshold = estimated_accuracy = None
+    if args.selection == "confident":
+        hidden_confidences = [select.hdl_confidence(args.confidence, graph, run.result)[run.hidden] for run in chosen.holdout]
+        threshold = select.calibrate_threshold(hidden_confidences, args.selection_quantile)
+        recovered = np.concatenate([run.result.labels[run.hidden] == inputs.labels[run.hidden] for run in chosen.holdout])
+        estimated_accuracy = float(recovered[np.concatenate(hidden_confidences) >= threshold].mean())
+    given = inputs.labels[inputs.labels >= 0]
+    prior = np.bincount(given, minlength=inputs.n_classes).astype(np.float64) if args.class_quota == "prior" else None
+    selection = select.select_pseudo_labels(
+        chosen.result, confidence, args.selection, threshold, prior, args.max_level, args.min_agreement, args.weight
+    )
+    return selection, estimated_accuracy
+
+
+def _selection_report(
+    args: argparse.Namespace,
+    inputs: RelabelInputs,
+    graph: knn.KnnGraph,
+    result: hdl.HdlResult,
+    selection: select.Selection,
+    estimated_accuracy: float | None,
+) -> dict:
+    """How stage 2's labels were chosen; with truth, their accuracy against the model's argmax at the
+    same coverage, and the accuracy-coverage curve of HDL's labels under each confidence."""
+    unlabeled = inputs.labels < 0
+    n_unlabeled = int(unlabeled.sum())
+    coverage = len(selection.positions) / max(n_unlabeled, 1)
+    truth = inputs.truth
+    accuracy = float(np.mean(selection.labels == truth[selection.positions])) if truth is not None and len(selection.positions) else None
+    argmax_accuracy = None
+    if truth is not None and inputs.probs is not None:
+        argmax_accuracy = score_labeler(baselines.argmax_labels(inputs.probs, inputs.labels), truth, unlabeled, coverage)["accuracy"]
+    return {
+        "rule": args.selection,
+        "confidence": args.confidence,
+        "quantile": args.selection_quantile if args.selection == "confident" else None,
+        "threshold": selection.threshold,
+        "class_quota": args.class_quota,
+        "n_unlabeled": n_unlabeled,
+        "n_reached": int((unlabeled & (result.labels >= 0)).sum()),
+        "n_above_threshold": selection.n_candidates,
+        "n_selected": len(selection.positions),
+        "coverage": coverage,
+        "per_class": np.bincount(selection.labels, minlength=inputs.n_classes).tolist(),
+        "estimated_accuracy": estimated_accuracy,
+        "accuracy": accuracy,
+        "argmax_accuracy": argmax_accuracy,
+        "confidence_curves": {} if truth is None else {
+            kind: coverage_curve(baselines.Labeling(result.labels, select.hdl_confidence(kind, graph, result)), truth, unlabeled)
+            for kind in select.CONFIDENCES
+        },
+    }
 
 
 def _diagnostics(
@@ -164,6 +232,7 @@ def _check_options(args: argparse.Namespace) -> None:
         (0 <= args.min_agreement <= 1, f"--min-agreement must lie in [0, 1], got {args.min_agreement}"),
         (0 <= args.wave_min_agreement <= 1, f"--wave-min-agreement must lie in [0, 1], got {args.wave_min_agreement}"),
         (args.max_level is None or args.max_level >= 1, f"--max-level must be at least 1, got {args.max_level}"),
+        (0 <= args.selection_quantile <= 1, f"--selection-quantile must lie in [0, 1], got {args.selection_quantile}"),
         (args.num_classes is None or args.num_classes >= 1, f"--num-classes must be at least 1, got {args.num_classes}"),
     ]
     for ok, message in checks:
