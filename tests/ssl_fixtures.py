@@ -60,6 +60,19 @@ def gradients(loss: torch.Tensor, parameters: list[torch.Tensor]) -> list[torch.
     return list(torch.autograd.grad(loss, parameters, allow_unused=True, materialize_grads=True))
 
 
+def papers_mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MixMatch's mixup as its paper writes it (arXiv 1905.02249, eqs. 8-11), for the reference tests.
+
+    W = Shuffle(Concat(X_hat, U_hat)); X'_i = MixUp(X_hat_i, W_i); U'_i = MixUp(U_hat_i, W_{i + |X_hat|}), with
+    lambda' = max(lambda, 1 - lambda), lambda ~ Beta(alpha, alpha): one lambda for the batch, as USB draws it.
+    Draws lambda, then the shuffle, from torch's global RNG.
+    """
+    lam = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha)).sample()
+    lam = torch.maximum(lam, 1 - lam)
+    shuffle = torch.randperm(len(inputs))
+    return lam * inputs + (1 - lam) * inputs[shuffle], lam * targets + (1 - lam) * targets[shuffle], lam
+
+
 class StandInViews:
     """Normalise to [-1, 1]; weak adds a random horizontal flip, strong also noise.
 

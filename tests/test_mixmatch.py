@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as nnf
 
 from hdl.ssl import StepContext, build_algorithm, config_fields
-from ssl_fixtures import NUM_CLASSES, PixelNet, StandInViews, TinyNet, gradients, random_batch, train_a_few_steps
+from ssl_fixtures import NUM_CLASSES, PixelNet, StandInViews, TinyNet, gradients, papers_mixup, random_batch, train_a_few_steps
 
 
 def test_mixup_alpha_and_lambda_u_are_the_paper_values_not_usb():
@@ -25,8 +25,8 @@ def mixmatch_reference(model, batch, seed, *, step, total_steps, temperature, nu
     """MixMatch's loss as Berthelot et al. (arXiv 1905.02249) write it: Algorithm 1 and eqs. 2-5.
 
     The randomness is replayed from ``seed`` in Algorithm 1's order: the
-    labeled view, the K unlabeled views, then mixup's lambda and shuffle.
-    One lambda for the whole batch, as USB draws it.  Labeled rows are
+    labeled view, the K unlabeled views, then mixup's lambda and shuffle
+    (``papers_mixup``: one lambda for the batch, as USB).  Labeled rows are
     weighted by ``batch.labeled_weights`` (1 for given labels; HDL's weight
     for a pseudo-label).  Returns the loss and lambda.
     """
@@ -40,13 +40,7 @@ def mixmatch_reference(model, batch, seed, *, step, total_steps, temperature, nu
         q = q / q.sum(dim=-1, keepdim=True)  # eq. 7, Sharpen
     p = nnf.one_hot(batch.labeled_targets, NUM_CLASSES).float()
 
-    # eqs. 8-11: W = Shuffle(Concat(X_hat, U_hat)); X' = MixUp(X_hat_i, W_i); U' = MixUp(U_hat_i, W_{i + |X_hat|})
-    w_inputs, w_targets = torch.cat([x_hat, *u_hat]), torch.cat([p, *[q] * num_augmentations])
-    lam = torch.distributions.Beta(torch.tensor(mixup_alpha), torch.tensor(mixup_alpha)).sample()
-    lam = torch.maximum(lam, 1 - lam)
-    shuffle = torch.randperm(len(w_inputs))
-    mixed_inputs = lam * w_inputs + (1 - lam) * w_inputs[shuffle]
-    mixed_targets = lam * w_targets + (1 - lam) * w_targets[shuffle]
+    mixed_inputs, mixed_targets, lam = papers_mixup(torch.cat([x_hat, *u_hat]), torch.cat([p, *[q] * num_augmentations]), mixup_alpha)
 
     n = len(x_hat)
     log_probs = torch.log_softmax(model(mixed_inputs)[0], dim=-1)

@@ -4,7 +4,7 @@ import torch.nn.functional as nnf
 
 from hdl.ssl import StepContext, build_algorithm, config_fields
 from hdl.ssl.remixmatch import rotate_quarters
-from ssl_fixtures import NUM_CLASSES, PixelNet, StandInViews, TinyNet, gradients, random_batch, train_a_few_steps
+from ssl_fixtures import NUM_CLASSES, PixelNet, StandInViews, TinyNet, gradients, papers_mixup, random_batch, train_a_few_steps
 
 
 def build(**overrides):
@@ -86,12 +86,8 @@ def remixmatch_reference(
     loss_rot = nnf.cross_entropy(rotation_head(model(rotated)[1]), rotation)
 
     # augmentation anchoring: each strong view (and the weak one) gets the weak view's guess; then MixMatch's mixup
-    w_inputs, w_targets = torch.cat([x_hat, u_weak, *u_strong]), torch.cat([p, *[q] * (1 + num_strong)])
-    lam = torch.distributions.Beta(torch.tensor(mixup_alpha), torch.tensor(mixup_alpha)).sample()
-    lam = torch.maximum(lam, 1 - lam)
-    shuffle = torch.randperm(len(w_inputs))
-    mixed_inputs = lam * w_inputs + (1 - lam) * w_inputs[shuffle]
-    mixed_targets = lam * w_targets + (1 - lam) * w_targets[shuffle]
+    inputs, targets = torch.cat([x_hat, u_weak, *u_strong]), torch.cat([p, *[q] * (1 + num_strong)])
+    mixed_inputs, mixed_targets, lam = papers_mixup(inputs, targets, mixup_alpha)
 
     n = len(x_hat)
     log_probs = torch.log_softmax(model(mixed_inputs)[0], dim=-1)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as nnf
 
-from hdl.ssl.ops import align_distribution, frozen_bn_statistics, linear_rampup, mixup, sharpen, soft_cross_entropy, weighted_mean
+from hdl.ssl.ops import align_distribution, frozen_bn_statistics, labeled_loss, linear_rampup, mixup, sharpen
 from ssl_fixtures import TinyNet
 
 
@@ -56,15 +56,18 @@ def test_linear_rampup():
     assert linear_rampup(0, 6400, 0.0) == 1.0
 
 
-def test_soft_cross_entropy_matches_hard_labels_for_one_hot_targets():
+def test_labeled_loss_weights_rows_and_takes_class_or_probability_targets():
     logits = torch.randn(5, 4)
     targets = torch.tensor([0, 3, 1, 1, 2])
-    expected = nnf.cross_entropy(logits, targets, reduction="none")
-    assert torch.allclose(soft_cross_entropy(logits, nnf.one_hot(targets, 4).float()), expected)
-
-
-def test_weighted_mean():
-    assert weighted_mean(torch.tensor([1.0, 3.0]), torch.tensor([1.0, 3.0])).item() == pytest.approx(2.5)
+    weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 1.0])
+    per_row = -nnf.log_softmax(logits, dim=-1)[torch.arange(5), targets]
+    expected = (per_row * weights).sum() / weights.sum()
+    assert labeled_loss(logits, targets, weights).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert labeled_loss(logits, nnf.one_hot(targets, 4).float(), weights).item() == pytest.approx(expected.item(), rel=1e-6)
+    soft = torch.softmax(torch.randn(5, 4), dim=-1)
+    expected_soft = (-(soft * nnf.log_softmax(logits, dim=-1)).sum(dim=-1) * weights).sum() / weights.sum()
+    assert labeled_loss(logits, soft, weights).item() == pytest.approx(expected_soft.item(), rel=1e-6)
+    assert labeled_loss(logits, targets, torch.zeros(5)).item() == 0.0  # a batch of zero-weight pseudo-labels adds nothing
 
 
 def test_frozen_bn_statistics_leaves_running_averages_and_gradients_intact():

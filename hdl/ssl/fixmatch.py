@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdl.ssl.base import Algorithm, Batch, StepContext, register
-from hdl.ssl.ops import weighted_mean
+from hdl.ssl.ops import labeled_loss, logits_of_three_views
 
 
 def confident_pseudo_labels(logits_weak: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,16 +35,8 @@ class FixMatch(Algorithm):
         lambda_u: float = 1.0
 
     def training_step(self, model: nn.Module, batch: Batch, context: StepContext) -> tuple[torch.Tensor, dict]:
-        views = context.views
-        num_labeled = len(batch.labeled_images)
-        # One forward over all three views, so BatchNorm sees them together as in the reference code.
-        logits, _ = model(
-            torch.cat([views.weak(batch.labeled_images), views.weak(batch.unlabeled_images), views.strong(batch.unlabeled_images)])
-        )
-        logits_weak, logits_strong = logits[num_labeled:].chunk(2)
-        loss_x = weighted_mean(
-            F.cross_entropy(logits[:num_labeled], batch.labeled_targets, reduction="none"), batch.labeled_weights
-        )
+        labeled_logits, logits_weak, logits_strong = logits_of_three_views(model, batch, context.views)
+        loss_x = labeled_loss(labeled_logits, batch.labeled_targets, batch.labeled_weights)
         pseudo_labels, mask = confident_pseudo_labels(logits_weak, self.config.threshold)
         loss_u = (F.cross_entropy(logits_strong, pseudo_labels, reduction="none") * mask).mean()
         correct = (pseudo_labels == batch.unlabeled_truth).float()

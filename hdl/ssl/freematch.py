@@ -10,8 +10,9 @@ Self-adaptive threshold, from the predictions p on the weak unlabeled views
     threshold_c = p_model_c / max(p_model) * tau            (MaxNorm(p_model) * tau)
 A sample counts when its max probability reaches the threshold of its
 predicted class; it is then trained with cross-entropy from its strong view
-to the weak view's hard pseudo-label.  All three start at 1/C (paper and
-TorchSSL; USB starts them at 1, a threshold nothing reaches at first).
+to the weak view's hard pseudo-label.  All three start at 1/C (paper,
+TorchSSL, and USB since April 2023; before, USB started them at 1, a threshold
+nothing reaches at first).
 
 Self-adaptive fairness loss (paper eq. 10, USB ``entropy_loss``) on the
 strong views of the masked samples:
@@ -35,7 +36,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from hdl.ssl.base import Algorithm, Batch, StepContext, register
-from hdl.ssl.ops import label_accuracy, weighted_mean
+from hdl.ssl.ops import label_accuracy, labeled_loss, logits_of_three_views
 
 
 def fairness_loss(logits: torch.Tensor, p_model: torch.Tensor, label_hist: torch.Tensor) -> torch.Tensor:
@@ -86,21 +87,15 @@ class FreeMatch(Algorithm):
 
     def training_step(self, model: nn.Module, batch: Batch, context: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         config = self.config
-        views = context.views
-        num_labeled = batch.labeled_images.shape[0]
-        inputs = torch.cat([views.weak(batch.labeled_images), views.weak(batch.unlabeled_images), views.strong(batch.unlabeled_images)])
-        logits, _ = model(inputs)
-        labeled_logits = logits[:num_labeled]
-        weak_logits, strong_logits = logits[num_labeled:].chunk(2)
-
-        loss_x = weighted_mean(nnf.cross_entropy(labeled_logits, batch.labeled_targets, reduction="none"), batch.labeled_weights)
+        labeled_logits, weak_logits, strong_logits = logits_of_three_views(model, batch, context.views)
+        loss_x = labeled_loss(labeled_logits, batch.labeled_targets, batch.labeled_weights)
 
         probs = torch.softmax(weak_logits.detach(), dim=-1)
         self.update_thresholds(probs)
         mask = self.confident(probs)
         pseudo_labels = probs.argmax(dim=-1)
         loss_u = (nnf.cross_entropy(strong_logits, pseudo_labels, reduction="none") * mask).mean()
-        loss_f = fairness_loss(strong_logits[mask], self.p_model, self.label_hist) if mask.any() else logits.new_zeros(())
+        loss_f = fairness_loss(strong_logits[mask], self.p_model, self.label_hist) if mask.any() else strong_logits.new_zeros(())
 
         loss = loss_x + config.lambda_u * loss_u + config.lambda_fairness * loss_f
         logs = {

@@ -1,16 +1,23 @@
-"""Pieces the semi-supervised losses share: sharpening, mixup, soft-target
-cross-entropy, distribution alignment, loss ramp-up and BatchNorm statistics
-left untouched by auxiliary forward passes.
+"""Pieces the semi-supervised losses share: the weighted labeled loss, the
+FixMatch-style forward over three views, sharpening, MixMatch's mixup and the
+forward over the mixed batch, distribution alignment, loss ramp-up and
+BatchNorm statistics left untouched by auxiliary forward passes.
+
+Cross-entropy against probability targets is ``torch.nn.functional.cross_entropy``
+with float targets of the logits' shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
+
+from hdl.ssl.base import Batch, Views
 
 
 def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -24,13 +31,28 @@ def align_distribution(probs: torch.Tensor, target: torch.Tensor, model_average:
     return aligned / aligned.sum(dim=-1, keepdim=True)
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy -sum_c q_c log softmax(z)_c against probability targets q."""
-    return -(targets * nnf.log_softmax(logits, dim=-1)).sum(dim=-1)
+def labeled_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the labeled rows, averaged with each row's weight.
+
+    ``targets`` are class indices, or probabilities (mixed one-hot labels).
+    ``weights`` are ``Batch.labeled_weights``: 1 for a given label, HDL's
+    weight for a pseudo-label.
+    """
+    per_row = nnf.cross_entropy(logits, targets, reduction="none")
+    return (per_row * weights).sum() / weights.sum().clamp_min(1e-12)
 
 
-def weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+def logits_of_three_views(model: nn.Module, batch: Batch, views: Views) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits of the labeled weak, unlabeled weak and unlabeled strong views.
+
+    One forward pass over all three, so that BatchNorm sees them together, as
+    in FixMatch's reference code and USB (``use_cat``).
+    """
+    inputs = torch.cat([views.weak(batch.labeled_images), views.weak(batch.unlabeled_images), views.strong(batch.unlabeled_images)])
+    logits, _ = model(inputs)
+    num_labeled = batch.labeled_images.shape[0]
+    weak_logits, strong_logits = logits[num_labeled:].chunk(2)
+    return logits[:num_labeled], weak_logits, strong_logits
 
 
 def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -48,6 +70,36 @@ def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> tuple[to
     mixed_inputs = lam * inputs + (1.0 - lam) * inputs[partner]
     mixed_targets = lam * targets + (1.0 - lam) * targets[partner]
     return mixed_inputs, mixed_targets, lam
+
+
+class MixedPrediction(NamedTuple):
+    loss_x: torch.Tensor  # labeled_loss of the mixed labeled rows
+    unlabeled_logits: torch.Tensor  # the model's logits on the mixed unlabeled rows
+    unlabeled_targets: torch.Tensor  # their mixed targets
+    mixup_lambda: torch.Tensor
+
+
+def mix_and_predict(
+    model: nn.Module, batch: Batch, labeled_view: torch.Tensor, unlabeled_views: Sequence[torch.Tensor], guess: torch.Tensor, alpha: float
+) -> MixedPrediction:
+    """MixMatch's step after label guessing, which ReMixMatch repeats: mixup of all rows, one forward, the labeled loss.
+
+    Every unlabeled view takes ``guess`` as its target; the labeled view its
+    one-hot label.  All rows are mixed with each other (``mixup``) and
+    forwarded at once, so BatchNorm's batch statistics and running averages
+    see exactly that mixture, once.  A mixed labeled row keeps its own
+    sample's weight: mixup keeps that sample the dominant part.  The
+    unlabeled loss is each method's own (L2 for MixMatch, cross-entropy for
+    ReMixMatch).
+    """
+    inputs = torch.cat([labeled_view, *unlabeled_views])
+    labeled_targets = nnf.one_hot(batch.labeled_targets, guess.shape[1]).to(guess.dtype)
+    targets = torch.cat([labeled_targets, guess.repeat(len(unlabeled_views), 1)])
+    mixed_inputs, mixed_targets, lam = mixup(inputs, targets, alpha)
+    logits, _ = model(mixed_inputs)
+    num_labeled = labeled_view.shape[0]
+    loss_x = labeled_loss(logits[:num_labeled], mixed_targets[:num_labeled], batch.labeled_weights)
+    return MixedPrediction(loss_x, logits[num_labeled:], mixed_targets[num_labeled:], lam)
 
 
 def linear_rampup(step: int, total_steps: int, fraction: float) -> float:

@@ -39,10 +39,8 @@ from hdl.ssl.ops import (
     frozen_bn_statistics,
     label_accuracy,
     linear_rampup,
-    mixup,
+    mix_and_predict,
     sharpen,
-    soft_cross_entropy,
-    weighted_mean,
 )
 
 NUM_ROTATIONS = 4
@@ -111,29 +109,20 @@ class ReMixMatch(Algorithm):
             strong_logits, _ = model(strong[0])
             rotated, rotation = rotate_quarters(strong[0])
             _, rotated_features = model(rotated)
-        loss_kl = soft_cross_entropy(strong_logits, guess).mean()
+        loss_kl = nnf.cross_entropy(strong_logits, guess)
         loss_rot = nnf.cross_entropy(self.rotation_head(rotated_features), rotation)
 
-        inputs = torch.cat([labeled, weak, *strong])
-        targets = torch.cat(
-            [nnf.one_hot(batch.labeled_targets, self.num_classes).to(guess.dtype), guess.repeat(1 + config.num_strong, 1)]
-        )
-        mixed_inputs, mixed_targets, lam = mixup(inputs, targets, config.mixup_alpha)
-        logits, _ = model(mixed_inputs)
-
-        num_labeled = labeled.shape[0]
-        # A mixed labeled row keeps its own sample's weight: mixup keeps it the dominant part.
-        loss_x = weighted_mean(soft_cross_entropy(logits[:num_labeled], mixed_targets[:num_labeled]), batch.labeled_weights)
-        loss_u = soft_cross_entropy(logits[num_labeled:], mixed_targets[num_labeled:]).mean()
+        mixed = mix_and_predict(model, batch, labeled, [weak, *strong], guess, config.mixup_alpha)
+        loss_u = nnf.cross_entropy(mixed.unlabeled_logits, mixed.unlabeled_targets)
         rampup = linear_rampup(context.step, context.total_steps, config.rampup_fraction)
-        loss = loss_x + rampup * (config.lambda_u * loss_u + config.lambda_kl * loss_kl) + config.lambda_rot * loss_rot
+        loss = mixed.loss_x + rampup * (config.lambda_u * loss_u + config.lambda_kl * loss_kl) + config.lambda_rot * loss_rot
         logs = {
-            "loss_x": loss_x.detach(),
+            "loss_x": mixed.loss_x.detach(),
             "loss_u": loss_u.detach(),
             "loss_kl": loss_kl.detach(),
             "loss_rot": loss_rot.detach(),
             "rampup": rampup,
-            "mixup_lambda": lam,
+            "mixup_lambda": mixed.mixup_lambda,
             "pseudo_acc": label_accuracy(guess, batch.unlabeled_truth),
         }
         return loss, logs

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hdl.ssl.base import Algorithm, Batch, StepContext, register
-from hdl.ssl.ops import weighted_mean
+from hdl.ssl.ops import labeled_loss
 
 
 @register("supervised")
@@ -17,5 +16,5 @@ class Supervised(Algorithm):
 
     def training_step(self, model: nn.Module, batch: Batch, context: StepContext) -> tuple[torch.Tensor, dict]:
         logits, _ = model(context.views.weak(batch.labeled_images))
-        loss = weighted_mean(F.cross_entropy(logits, batch.labeled_targets, reduction="none"), batch.labeled_weights)
+        loss = labeled_loss(logits, batch.labeled_targets, batch.labeled_weights)
         return loss, {"loss_x": loss.detach()}
