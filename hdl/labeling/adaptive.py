@@ -1,4 +1,4 @@
-"""Adaptive k (HDL_SPEC.md step 4): pick k by how well HDL recovers hidden given labels."""
+"""Adaptive k (docs/method.md, "Adaptive k"): pick k by how well HDL recovers hidden given labels."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Labelers HDL is measured against, on the same inputs (HDL_SPEC.md, diagnostics).
+"""Labelers HDL is measured against, on the same inputs (docs/method.md, "Diagnostics and comparison labelers").
 
 Each returns a ``Labeling``: a label per sample (-1 where it abstains) and a confidence
 that orders its labels from most to least trusted, for scoring at matched coverage.

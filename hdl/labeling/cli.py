@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     method.add_argument("--k-candidates", type=int, nargs="+", default=list(adaptive.K_CANDIDATES), help="k values tried by --k auto (default: %(default)s)")
     method.add_argument("--folds", type=int, default=adaptive.FOLDS, help="random stratified hold-outs per candidate k (default: %(default)s)")
     method.add_argument("--holdout", type=float, default=adaptive.HOLDOUT_FRACTION, help="fraction of each class's labels hidden per hold-out (default: %(default)s)")
-    method.add_argument("--wave-rule", choices=hdl.WAVE_RULES, default="frontier", help="which unlabeled samples a wave labels: 'frontier' all with a labeled neighbour, ranked by their count of labeled neighbours, then agreement; 'max_count' (the spec read literally) only those with the highest count, which lets one region flood the graph (default: %(default)s)")
-    method.add_argument("--wave-min-agreement", type=float, default=0.0, help="defer samples whose vote agreement is below this to later waves, where more neighbours vote; labeled last if nothing else is left (default: %(default)s, never defer, as the spec)")
+    method.add_argument("--wave-rule", choices=hdl.WAVE_RULES, default="frontier", help="which unlabeled samples a wave labels: 'frontier' all with a labeled neighbour, ranked by their count of labeled neighbours, then agreement; 'max_count' (the paper read literally) only those with the highest count, which lets one region flood the graph (default: %(default)s)")
+    method.add_argument("--wave-min-agreement", type=float, default=0.0, help="defer samples whose vote agreement is below this to later waves, where more neighbours vote; labeled last if nothing else is left (default: %(default)s, never defer, as the paper)")
     method.add_argument("--vote-weight", choices=hdl.VOTE_WEIGHTS, default="similarity", help="weight of a labeled neighbour's vote (default: %(default)s)")
     method.add_argument("--seed", type=int, default=0, help="seed of the hold-outs and of the IVF clustering (default: %(default)s)")
 

@@ -1,4 +1,4 @@
-"""Hierarchical dynamic labeling (HDL_SPEC.md step 3): a priority-ordered label propagation.
+"""Hierarchical dynamic labeling (docs/method.md, "HDL"): a priority-ordered label propagation.
 
 Every unlabeled sample u holds ``count[u]``, the number of labeled samples among its k-NN,
 and ``votes[u]``, their class histogram weighted by similarity. Each wave takes unlabeled
@@ -51,7 +51,7 @@ def hdl_labeling(
 ) -> HdlResult:
     """Label every unlabeled sample (``labels == -1``) reachable from a labeled one in ``graph``.
 
-    ``wave_rule``: "max_count" (the spec, literally) labels, in each wave, the unlabeled samples
+    ``wave_rule``: "max_count" (the paper, literally) labels, in each wave, the unlabeled samples
     with the most labeled neighbours; "frontier" (the default) labels all with at least one,
     ranked by that count, so every seed's region grows at the same pace instead of the first
     dense region flooding the graph. ``min_agreement`` > 0
