@@ -10,15 +10,9 @@ import pytest
 
 from hdl.cli import main
 from hdl.report.collect import collect_runs, load_grid
-from hdl.report.tables import (
-    DEFAULT_METRIC,
-    accuracy_caption,
-    accuracy_display,
-    accuracy_seed_values,
-    accuracy_statistics,
-    last_round,
-    to_markdown,
-)
+from hdl.report.render import to_markdown
+from hdl.report.stats import DEFAULT_METRIC, accuracy_seed_values, accuracy_statistics, last_round
+from hdl.report.tables import accuracy_caption, accuracy_display
 
 SETTING_BALANCED = ("cifar10", 250, 1)
 SETTING_LONG_TAILED = ("cifar10", 1500, 50)
@@ -137,11 +131,17 @@ def test_accuracy_table_cells(aggregated: Path) -> None:
     assert rows["FixMatch"] == ["82.00 ± 2.00", "57.00 ± 2.65"]
     # Balanced: seed 2 missing; long-tailed: seed 0's file unreadable.
     assert rows["FixMatch + HDL"] == ["84.50 ± 2.12 (n=2)", "59.50 ± 0.71 (n=2)"]
-    # Paired per seed: (3, 4) and (3, 0); not the difference of the means (84.50 - 82.00).
-    assert rows["Δ HDL − FixMatch (paired)"] == ["+3.50 ± 0.71 (n=2)", "+1.50 ± 2.12 (n=2)"]
+    # Paired per seed: (3, 4) and (3, 0); not the difference of the means (84.50 - 82.00). 95% paired-t
+    # interval, 1 degree of freedom: t = tan(0.475 pi) = 12.706; s/sqrt(2) = 0.5 and 1.5.
+    assert rows["Δ HDL − FixMatch (paired)"] == [
+        "+3.50 [-2.85, +9.85] n.s. (n=2)", "+1.50 [-17.56, +20.56] n.s. (n=2)"]
+    # USB's CIFAR-10 250-label error rates, 4.97 and 37.28, as accuracies; no published IF=50 cell.
+    assert rows["FixMatch, published (USB)"] == ["95.03 ± 0.05", "—"]
+    assert rows["MixMatch, published (USB)"] == ["62.72 ± 0.61", "—"]
     assert rows["MixMatch"] == ["67.00 ± 2.65", "—"]
     assert rows["MixMatch + HDL"] == ["68.00 ± 2.00", "—"]
-    assert rows["Δ HDL − MixMatch (paired)"] == ["+1.00 ± 1.00", "—"]
+    # Differences (1, 2, 0): s/sqrt(3) = 0.577, t(0.975, 2 dof) = 4.303.
+    assert rows["Δ HDL − MixMatch (paired)"] == ["+1.00 [-1.48, +3.48] n.s.", "—"]
     assert rows["MixMatch (stage 1 only)"] == ["61.00 ± 1.73", "—"]
     assert "median_last20_top1" in (results / "tables" / "accuracy.md").read_text()
 
@@ -183,7 +183,7 @@ def test_latex_is_booktabs_and_escaped(aggregated: Path) -> None:
     assert "$\\pm$" in tex and "±" not in tex and "—" not in tex and "Δ" not in tex
     body = tex.split("\\midrule", 1)[1].split("\\bottomrule")[0]
     body_rows = [line for line in body.splitlines() if line.endswith("\\\\")]
-    assert len(body_rows) == 8
+    assert len(body_rows) == 10  # per method: four rows and USB's published row
     assert all(line.count("&") == 2 for line in body_rows)
     assert "MixMatch + HDL & 68.00 $\\pm$ 2.00 & --- \\\\" in body_rows
 
@@ -204,6 +204,74 @@ def test_pseudo_label_table(aggregated: Path) -> None:
     assert sum("| — |" in row for row in rows) == 2
 
 
+def test_accuracy_csv_has_the_paired_interval_and_the_published_reference(aggregated: Path) -> None:
+    table = pd.read_csv(aggregated / "tables" / "accuracy.csv")
+    fixmatch = table[(table["labels"] == 250) & (table["method"] == "fixmatch")].set_index("row")
+    # Differences (3, 4): 3.5 ± tan(0.475 pi) * 0.5; p = 1 - (2 / pi) atan(7).
+    assert fixmatch.loc["delta", ["ci_low", "ci_high"]].tolist() == pytest.approx([-2.8531, 9.8531], abs=1e-4)
+    assert fixmatch.loc["delta", "p_value"] == pytest.approx(0.0903, abs=1e-4)
+    assert fixmatch.loc["delta", "n_seeds"] == 2
+    assert fixmatch.drop(index="delta")[["ci_low", "ci_high", "p_value"]].isna().all().all()
+    assert fixmatch.loc["stage1", "published_mean"] == pytest.approx(95.03)
+    assert fixmatch.loc["stage1", "published_source"].startswith("results/classic_cv.csv [fixmatch; cifar10_250]")
+    assert fixmatch.drop(index="stage1")["published_mean"].isna().all()
+    assert table.loc[table["labels"] == 1500, "published_mean"].isna().all()  # USB has no IF=50 cell
+
+
+def test_single_seed_without_a_published_reference(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    base = seed_dir(runs, ("fashion_mnist", 40, 1), "fixmatch", 0)
+    for variant, value in (("stage1", 0.70), ("baseline", 0.75), ("hdl", 0.78)):
+        run_dir = base / "stage1" if variant == "stage1" else base / "round~1" / f"variant~{variant}"
+        write_json(run_dir / "metrics.json", metrics_record(value, "fixmatch"))
+    assert main(["aggregate", "--runs-dir", str(runs), "--out-dir", str(tmp_path)]) == 0
+    markdown = (tmp_path / "tables" / "accuracy.md").read_text()
+    rows = markdown_cells(markdown)
+    assert rows["Δ HDL − FixMatch (paired)"] == ["+3.00 (n=1, no CI)"]
+    assert list(rows)[2:] == ["FixMatch (stage 1 only)", "FixMatch", "FixMatch + HDL", "Δ HDL − FixMatch (paired)"]
+    assert "Published (USB)" not in markdown
+
+
+def selection_record(seed: int) -> dict:
+    """relabel.json's "selection" as `hdl relabel` writes it; seed 2's run knew no argmax accuracy."""
+    return {
+        "rule": "confident", "confidence": "consistency", "n_unlabeled": 1000, "n_reached": 950,
+        "n_selected": 500 + 100 * seed, "coverage": 0.5 + 0.1 * seed, "per_class": [10 * (seed + 1), 10 * (seed + 2)],
+        "estimated_accuracy": 0.95, "accuracy": 0.93 + 0.01 * seed, "argmax_accuracy": [0.90, 0.91, None][seed],
+    }
+
+
+def test_pseudo_label_table_shows_the_stage2_selection(results: Path) -> None:
+    # Only the balanced FixMatch runs record a selection; the others are older relabel.json files.
+    for seed in SEEDS:
+        path = seed_dir(results / "runs", SETTING_BALANCED, "fixmatch", seed) / "round~1" / "relabel.json"
+        write_json(path, {**json.loads(path.read_text()), "selection": selection_record(seed)})
+    assert aggregate(results) == 0
+    table = pd.read_csv(results / "tables" / "pseudo_labels.csv")
+    in_cell = (table["labels"] == 250) & (table["method"] == "fixmatch")
+    by_labeler = table[in_cell].set_index("labeler")
+    selected, argmax = by_labeler.loc["hdl_selected"], by_labeler.loc["argmax_selected"]
+    assert (selected["coverage_mean"], selected["coverage_std"]) == pytest.approx((60.0, 10.0))
+    assert (selected["estimated_accuracy_mean"], selected["estimated_accuracy_std"]) == pytest.approx((95.0, 0.0))
+    assert (selected["accuracy_mean"], selected["accuracy_std"]) == pytest.approx((94.0, 1.0))
+    assert argmax["accuracy_mean"] == pytest.approx(90.5) and argmax["accuracy_n_seeds"] == 2
+    assert argmax["coverage_mean"] == pytest.approx(60.0)
+    assert (selected["selection"], selected["confidence"], selected["selected_per_class"]) == (
+        "confident", "consistency", "20/30")
+    others = table[~in_cell & (table["labeler"] == "hdl_selected")]
+    assert len(others) == 3 and others["coverage_mean"].isna().all() and (others["coverage_n_seeds"] == 0).all()
+    rows = (results / "tables" / "pseudo_labels.md").read_text().splitlines()
+    assert rows[0].startswith("| setting | method | round | k | rule | coverage, HDL | accuracy, HDL (embeddings) |")
+    assert rows[0].endswith(
+        "| accuracy, thresholded argmax (logits) | stage-2 selection, coverage | stage-2 selection, estimated accuracy "
+        "| stage-2 selection, accuracy | stage-2 selection, argmax accuracy, same coverage |")
+    fixmatch = next(row for row in rows if row.startswith("| CIFAR-10, 250 labels, balanced | FixMatch"))
+    assert fixmatch.startswith("| CIFAR-10, 250 labels, balanced | FixMatch | 1 | 10/20 | confident | 95.00 ± 0.00 |")
+    assert fixmatch.endswith("| 82.00 ± 0.00 | 60.00 ± 10.00 | 95.00 ± 0.00 | 94.00 ± 1.00 | 90.50 ± 0.71 (n=2) |")
+    mixmatch = next(row for row in rows if row.startswith("| CIFAR-10, 250 labels, balanced | MixMatch"))
+    assert mixmatch.endswith("| 82.00 ± 0.00 | — | — | — | — |") and "| 10/20 | — |" in mixmatch
+
+
 def test_plots_are_written(aggregated: Path) -> None:
     results = aggregated
     for name in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves"):
@@ -221,7 +289,7 @@ def test_last_round_is_shown(results: Path) -> None:
                 write_json(path / "metrics.json", metrics_record(value, "fixmatch"))
     rows = markdown_cells(accuracy_markdown(results))
     assert rows["FixMatch"] == ["90.00 ± 0.00", "90.00 ± 0.00"]
-    assert rows["Δ HDL − FixMatch (paired)"] == ["+5.00 ± 0.00", "+5.00 ± 0.00"]
+    assert rows["Δ HDL − FixMatch (paired)"] == ["+5.00 [+5.00, +5.00]", "+5.00 [+5.00, +5.00]"]
     assert rows["MixMatch"] == ["—", "—"]  # mixmatch never reached round 2
 
 

@@ -1,5 +1,7 @@
 """`hdl aggregate`: collect finished runs into tables (CSV, Markdown, LaTeX) and plots.
 
-``collect`` reads results/runs, ``tables`` builds the statistics and renders them,
-``plots`` draws the figures, ``display`` names things for humans, ``cli`` ties them up.
+``collect`` reads results/runs, ``stats`` computes the statistics over seeds, ``published``
+adds USB's published results, ``tables`` words the statistics into tables, ``render``
+writes them as Markdown and LaTeX, ``plots`` draws the figures, ``display`` names things
+for humans, ``cli`` ties them up.
 """

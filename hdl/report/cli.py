@@ -8,19 +8,17 @@ from pathlib import Path
 from hdl.io import atomic_path
 from hdl.report import plots
 from hdl.report.collect import collect_runs, load_grid
-from hdl.report.tables import (
+from hdl.report.published import attach_published, load_published
+from hdl.report.render import to_latex, to_markdown
+from hdl.report.stats import (
     DEFAULT_METRIC,
     METRIC_DESCRIPTIONS,
-    accuracy_caption,
-    accuracy_display,
     accuracy_seed_values,
     accuracy_statistics,
     last_round,
-    pseudo_label_display,
     pseudo_label_statistics,
-    to_latex,
-    to_markdown,
 )
+from hdl.report.tables import accuracy_caption, accuracy_csv, accuracy_display, pseudo_label_display
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     rounds = list(range(1, max([final_round, 1, *relabels["round"]]) + 1))
 
     seed_values = accuracy_seed_values(metrics, args.metric)
-    accuracy = accuracy_statistics(seed_values, grid, args.metric)
+    accuracy = attach_published(accuracy_statistics(seed_values, grid, args.metric), load_published())
     accuracy_table = accuracy_display(accuracy, accuracy_caption(args.metric, final_round))
-    _write_csv(accuracy, tables_dir / "accuracy.csv")
+    _write_csv(accuracy_csv(accuracy), tables_dir / "accuracy.csv")
     _write_text(to_markdown(accuracy_table), tables_dir / "accuracy.md")
     _write_text(to_latex(accuracy_table, label="tab:hdl-accuracy"), tables_dir / "accuracy.tex")
 

@@ -10,13 +10,21 @@ METHOD_NAMES = {
     "freematch": "FreeMatch",
     "supervised": "Supervised",
 }
+# relabel.json's stage-2 selection, read as two more labelers: the HDL labels selected for stage 2,
+# and the model's argmax restricted to the same coverage.
+SELECTED = "hdl_selected"
+ARGMAX_AT_SELECTED = "argmax_selected"
 LABELER_NAMES = {
     "hdl": "HDL (embeddings)",
     "knn_vote": "k-NN vote (embeddings)",
     "label_propagation": "label propagation (embeddings)",
     "argmax": "argmax (logits)",
     "argmax_threshold": "thresholded argmax (logits)",
+    SELECTED: "HDL, selected for stage 2",
+    ARGMAX_AT_SELECTED: "argmax (logits) at the selection's coverage",
 }
+# Marks a paired difference whose confidence interval contains 0.
+NOT_SIGNIFICANT = "n.s."
 # The order in which labelers appear in tables and legends: HDL first, then the comparisons.
 LABELER_ORDER = list(LABELER_NAMES)
 

@@ -14,7 +14,15 @@ import pandas as pd  # noqa: E402
 
 from hdl.io import atomic_path  # noqa: E402
 from hdl.report.collect import SETTING, STAGE1_VARIANT  # noqa: E402
-from hdl.report.display import LABELER_ORDER, labeler_name, method_name, setting_name  # noqa: E402
+from hdl.report.display import (  # noqa: E402
+    LABELER_ORDER,
+    NOT_SIGNIFICANT,
+    SELECTED,
+    labeler_name,
+    method_name,
+    setting_name,
+)
+from hdl.report.stats import CONFIDENCE  # noqa: E402
 
 VARIANT_STYLE = {
     "stage1": {"label": "stage 1 only", "color": "0.55"},
@@ -27,7 +35,10 @@ LABELER_STYLE = {
     "label_propagation": {"color": "tab:purple", "linestyle": "-"},
     "argmax": {"color": "tab:blue", "linestyle": "--"},
     "argmax_threshold": {"color": "tab:cyan", "linestyle": ":"},
+    SELECTED: {"color": "tab:orange", "marker": "*", "markersize": 13, "markeredgecolor": "black", "linestyle": ""},
 }
+# USB's published accuracy, drawn across the stage-1 marker it compares with.
+PUBLISHED_STYLE = {"color": "black", "marker": "_", "markersize": 16, "markeredgewidth": 2, "linestyle": ""}
 MISSING_NOTE = "missing"
 CURVE_POINTS = 60
 LEGEND_COLUMNS = 3
@@ -35,11 +46,13 @@ SEED_DOT_SHIFT = 0.06
 
 
 def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: Path) -> None:
-    """One panel per setting: mean ± std per method and variant, seeds as dots."""
+    """One panel per setting: mean ± std per method and variant, seeds as dots, and USB's published
+    accuracy across the stage-1 marker where the statistics carry one (``attach_published``)."""
     settings = _settings(stats)
     fig, axes = _panels(len(settings), columns=min(3, len(settings)), width=4.6, height=3.6)
     variants = ["stage1", "baseline", "hdl"]
     offsets = dict(zip(variants, np.linspace(-0.25, 0.25, len(variants))))
+    published_shown = False
     for axis, setting in zip(axes, settings):
         in_setting = _select(stats, setting)
         methods = list(dict.fromkeys(in_setting["method"]))
@@ -57,19 +70,25 @@ def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: 
                              color=VARIANT_STYLE[variant]["color"])
                 axis.errorbar(x, row["mean"], yerr=0.0 if math.isnan(row["std"]) else row["std"], fmt="o", markersize=6,
                               capsize=4, color=VARIANT_STYLE[variant]["color"])
+            stage1 = in_setting[(in_setting["method"] == method) & (in_setting["row"] == "stage1")].iloc[0]
+            if not math.isnan(stage1.get("published_mean", math.nan)):
+                axis.plot(position + offsets["stage1"], stage1["published_mean"], **PUBLISHED_STYLE)
+                published_shown = True
         axis.set_xticks(range(len(methods)), [method_name(method) for method in methods])
         axis.set_xlim(-0.6, len(methods) - 0.4)
         axis.set_title(setting_name(*setting), fontsize=10)
         axis.set_ylabel("test accuracy (%)")
         axis.grid(axis="y", alpha=0.3)
-    _legend(fig, [(VARIANT_STYLE[v]["label"], {"color": VARIANT_STYLE[v]["color"], "marker": "o", "linestyle": ""})
-                  for v in variants])
+    entries = [(VARIANT_STYLE[v]["label"], {"color": VARIANT_STYLE[v]["color"], "marker": "o", "linestyle": ""})
+               for v in variants]
+    _legend(fig, entries + [("published (USB)", PUBLISHED_STYLE)] * published_shown)
     fig.suptitle(f"Test accuracy per setting\n({metric}; mean ± std over seeds, dots: seeds)", fontsize=11)
     _save(fig, path)
 
 
 def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None:
-    """Paired gain HDL − baseline per method, grouped by setting: bars = mean, whiskers = std, dots = seeds."""
+    """Paired gain HDL − baseline per method, grouped by setting: bars = mean, whiskers = the paired-t
+    confidence interval (none with one seed), dots = seeds, each bar labeled with its n."""
     deltas = stats[stats["row"] == "delta"]
     settings = _settings(deltas)
     methods = list(dict.fromkeys(deltas["method"]))
@@ -89,17 +108,27 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
             row = row.iloc[0]
             axis.bar(x, row["mean"], width=width * 0.9, color=color, alpha=0.75,
                      label=method_name(method) if position == 0 else None)
-            if not math.isnan(row["std"]):
-                axis.errorbar(x, row["mean"], yerr=row["std"], color="black", capsize=3, linewidth=1)
             seeds = _select(values, setting)
             seeds = seeds[(seeds["method"] == method) & (seeds["row"] == "delta")]["value"]
             axis.scatter(np.full(len(seeds), x), seeds, s=10, color="black", alpha=0.6, zorder=3)
+            note = f"n={row['n_seeds']}"
+            top = max(row["mean"], seeds.max())
+            if not math.isnan(row["ci_low"]):
+                axis.errorbar(x, row["mean"], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+                              color="black", capsize=3, linewidth=1)
+                top = max(top, row["ci_high"])
+                if row["ci_low"] <= 0.0 <= row["ci_high"]:
+                    note += f"\n{NOT_SIGNIFICANT}"
+            axis.annotate(note, (x, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                          fontsize=7)
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xlim(-0.5, len(settings) - 0.5)
     axis.set_xticks(range(len(settings)), [setting_name(*setting, separator="\n") for setting in settings])
     axis.set_ylabel("accuracy gain, HDL − baseline (points)")
-    axis.set_title("HDL gain per method and setting\n(paired per seed; bar: mean, whisker: std, dots: seeds)",
-                   fontsize=11)
+    axis.set_title(f"HDL gain per method and setting, paired per seed\nbar: mean; whisker: {CONFIDENCE:.0%} CI, "
+                   f"paired t over the n seeds\ndots: seeds; {NOT_SIGNIFICANT}: the interval contains 0", fontsize=10)
+    low, high = axis.get_ylim()
+    axis.set_ylim(low, high + 0.12 * (high - low))  # room for the n labels above the whiskers
     axis.grid(axis="y", alpha=0.3)
     # Labels even for methods whose every cell is missing, so the legend names them all.
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % len(colors)], alpha=0.75) for i in range(len(methods))]
@@ -109,7 +138,8 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
 
 
 def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round_: int, path: Path) -> None:
-    """Accuracy vs coverage of each labeler (``coverage_curve``), mean over seeds; rows: settings, columns: methods."""
+    """Accuracy vs coverage of each labeler (``coverage_curve``), mean over seeds, and a star at the stage-2
+    selection's mean coverage and true accuracy where relabel.json records one; rows: settings, columns: methods."""
     settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
     fig, axes = _panels(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
     chosen = relabels[relabels["round"] == round_] if not relabels.empty else relabels
@@ -137,6 +167,11 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
             axis.fill_between(coverage, mean - std, mean + std, color=style.get("color"), alpha=0.15, linewidth=0)
             if labeler not in labelers_seen:
                 labelers_seen.append(labeler)
+        selected = _mean_selection(runs["record"])
+        if selected is not None:
+            axis.plot(*selected, **LABELER_STYLE[SELECTED])
+            if SELECTED not in labelers_seen:
+                labelers_seen.append(SELECTED)
     _legend(fig, [(labeler_name(name), LABELER_STYLE.get(name, {})) for name in labelers_seen])
     fig.suptitle(f"Pseudo-label accuracy vs coverage, round {round_}\n"
                  "(each labeler's most confident samples first; mean ± std over seeds)", fontsize=11)
@@ -197,6 +232,13 @@ def _histories_on_one_axis(runs: pd.DataFrame) -> pd.DataFrame:
 def _history_end(record: dict) -> int:
     history = record.get("history", [])
     return int(history[-1]["step"]) if history else int(record.get("steps", 0))
+
+
+def _mean_selection(records) -> tuple[float, float] | None:
+    """Mean (coverage, true accuracy) in percent of the stage-2 selections the records hold; None without any."""
+    points = [(selection["coverage"], selection["accuracy"]) for selection in (r.get("selection") for r in records)
+              if selection and selection.get("coverage") is not None and selection.get("accuracy") is not None]
+    return tuple(100.0 * np.mean(points, axis=0)) if points else None
 
 
 def _mean_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
