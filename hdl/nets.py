@@ -2,9 +2,14 @@
 
 ``build_net("wrn-28-2", num_classes, in_channels)`` builds WRN-depth-width:
 WRN-28-2 for CIFAR-10, WRN-28-8 for CIFAR-100, and small ones such as
-WRN-10-1 for CPU runs.  BatchNorm momentum 0.001 (a running-average decay of
-0.999, TensorFlow's convention in the FixMatch code) and LeakyReLU(0.1) follow
-USB's ``semilearn/nets/wrn/wrn.py``.  Any channel count and image size work:
+WRN-10-1 for CPU runs, layer for layer as USB's ``semilearn/nets/wrn/wrn.py``
+since its commit 7c7460f (Nov 2022; its published results came after it):
+BatchNorm momentum 0.001 (a running-average decay of 0.999), eps 1e-5 in the
+blocks and 0.001 before the pooling, LeakyReLU(0.1), no biases in the blocks'
+convolutions, and only the first group's first block feeding its activated
+input to the first convolution and the shortcut (the first blocks of groups 2
+and 3 convolve the raw input, and their first BatchNorm goes unused, as in
+USB; it stays so that the parameters match).  Any channel count and image size work:
 the last feature map is average-pooled to 1x1.  ``model(x)`` returns
 ``(logits, features)``; the features are the penultimate layer, the
 embeddings HDL labels with.
@@ -18,32 +23,38 @@ import torch
 from torch import nn
 
 BN_MOMENTUM = 0.001
-BN_EPS = 0.001
+BLOCK_BN_EPS = 1e-5
+FINAL_BN_EPS = 0.001
 LEAKY_SLOPE = 0.1
 
 
-def _bn_act(channels: int, bn_momentum: float) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(channels, momentum=bn_momentum, eps=BN_EPS), nn.LeakyReLU(LEAKY_SLOPE))
+def _bn_act(channels: int, bn_momentum: float, eps: float = BLOCK_BN_EPS) -> nn.Sequential:
+    return nn.Sequential(nn.BatchNorm2d(channels, momentum=bn_momentum, eps=eps), nn.LeakyReLU(LEAKY_SLOPE))
 
 
 class PreActBlock(nn.Module):
-    """BN-act-conv-BN-act-conv with an identity shortcut, or a 1x1 conv one when the shape changes."""
+    """BN-act-conv-BN-act-conv with an identity shortcut, or a 1x1 conv one when the shape changes.
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_momentum: float):
+    With a shape change, ``activate_first`` decides whether conv1 and the shortcut see the
+    activated input (USB: only in the first group) or the raw one.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bn_momentum: float, activate_first: bool = True):
         super().__init__()
         self.pre = _bn_act(in_channels, bn_momentum)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=True)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.mid = _bn_act(out_channels, bn_momentum)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
         self.shortcut = (
-            None if in_channels == out_channels and stride == 1 else nn.Conv2d(in_channels, out_channels, 1, stride, 0, bias=True)
+            None if in_channels == out_channels and stride == 1 else nn.Conv2d(in_channels, out_channels, 1, stride, 0, bias=False)
         )
+        self.activate_first = activate_first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        activated = self.pre(x)
-        out = self.conv2(self.mid(self.conv1(activated)))
-        # When the shape changes, the shortcut also sees the activated input (USB's WRN does the same).
-        return out + (x if self.shortcut is None else self.shortcut(activated))
+        if self.shortcut is None:
+            return x + self.conv2(self.mid(self.conv1(self.pre(x))))
+        inputs = self.pre(x) if self.activate_first else x
+        return self.shortcut(inputs) + self.conv2(self.mid(self.conv1(inputs)))
 
 
 class WideResNet(nn.Module):
@@ -60,9 +71,11 @@ class WideResNet(nn.Module):
             for block in range(blocks_per_group):
                 first = block == 0
                 layers.append(
-                    PreActBlock(channels[group + (not first)], channels[group + 1], stride if first else 1, bn_momentum)
+                    PreActBlock(
+                        channels[group + (not first)], channels[group + 1], stride if first else 1, bn_momentum, group == 0
+                    )
                 )
-        layers += [_bn_act(channels[3], bn_momentum), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [_bn_act(channels[3], bn_momentum, FINAL_BN_EPS), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(channels[3], num_classes)
         self.feature_dim = channels[3]
@@ -70,7 +83,8 @@ class WideResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="leaky_relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
@@ -89,8 +103,8 @@ ARCH_PATTERN = re.compile(r"wrn-(\d+)-(\d+)")
 def build_net(arch: str, num_classes: int, in_channels: int, bn_momentum: float = BN_MOMENTUM) -> WideResNet:
     """Build ``wrn-DEPTH-WIDTH`` (e.g. ``wrn-28-2``); an unknown name is a UserError.
 
-    ``bn_momentum`` 0.001 suits the references' 2^20 steps; runs of a few
-    thousand steps need a larger one (e.g. 0.01) for usable running statistics.
+    ``bn_momentum`` 0.001 is USB's; the trainer warms it up (``ema_warmup``)
+    so that short runs have usable running statistics.
     """
     from hdl.errors import UserError
 

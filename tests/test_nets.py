@@ -28,32 +28,33 @@ def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-@pytest.mark.parametrize("arch, num_classes, total, usb_total", [
-    ("wrn-28-2", 10, 1_469_642, 1_467_626),
-    ("wrn-28-8", 100, 23_409_092, 23_401_028),
-])
-def test_parameter_counts_are_the_tensorflow_reference_and_usb_but_for_block_conv_biases(arch, num_classes, total, usb_total):
-    """Ours: the counts of google-research/fixmatch's ResNet (convolutions with biases) and of USB's
-    semilearn/nets/wrn/wrn.py before its commit 7c7460f (Nov 2022).  USB's wrn_28_2 / wrn_28_8 since then
-    drop the biases of the residual blocks' convolutions and shortcuts, and nothing else."""
-    model = build_net(arch, num_classes, 3)
-    assert parameter_count(model) == total
-    block_conv_biases = sum(
-        conv.bias.numel()
-        for block in model.modules() if isinstance(block, PreActBlock)
-        for conv in (block.conv1, block.conv2, block.shortcut) if conv is not None
-    )
-    assert parameter_count(model) - block_conv_biases == usb_total
+@pytest.mark.parametrize("arch, num_classes, total", [("wrn-28-2", 10, 1_467_626), ("wrn-28-8", 100, 23_401_028)])
+def test_parameter_counts_are_usbs(arch, num_classes, total):
+    """Counted from USB's semilearn/nets/wrn/wrn.py (since commit 7c7460f: no biases in the blocks'
+    convolutions; before it, with them, WRN-28-2 had 1,469,642 and WRN-28-8 23,409,092)."""
+    assert parameter_count(build_net(arch, num_classes, 3)) == total
+
+
+def test_only_the_first_groups_first_block_activates_before_the_shortcut():
+    blocks = [m for m in build_net("wrn-16-1", 10, 3).modules() if isinstance(m, PreActBlock)]
+    changing = [block for block in blocks if block.shortcut is not None]
+    assert [block.activate_first for block in changing] == [False, False]  # wrn-16-1's group 1 keeps 16 channels
+    model = build_net("wrn-10-2", 10, 3).eval()
+    first_of_group_2 = [m for m in model.modules() if isinstance(m, PreActBlock)][1]
+    x = torch.randn(2, 32, 8, 8)
+    expected = first_of_group_2.shortcut(x) + first_of_group_2.conv2(first_of_group_2.mid(first_of_group_2.conv1(x)))
+    assert torch.allclose(first_of_group_2(x), expected)
 
 
 def test_reference_hyperparameters_and_initialisation():
     model = build_net("wrn-16-1", 10, 3)
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert {(m.momentum, m.eps) for m in norms} == {(0.001, 0.001)}
+    assert {(m.momentum, m.eps) for m in norms[:-1]} == {(0.001, 1e-5)} and (norms[-1].momentum, norms[-1].eps) == (0.001, 0.001)
     assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in norms)
     assert {m.negative_slope for m in model.modules() if isinstance(m, nn.LeakyReLU)} == {0.1}
     assert torch.all(model.classifier.bias == 0)
-    assert all(torch.all(m.bias == 0) for m in model.modules() if isinstance(m, nn.Conv2d))
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert torch.all(convolutions[0].bias == 0) and all(m.bias is None for m in convolutions[1:])
     assert build_net("wrn-10-1", 10, 3, bn_momentum=0.01).features[1].pre[0].momentum == 0.01
 
 
