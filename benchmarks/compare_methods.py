@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hdl.ssl import REGISTRY
 
-# Shared by all methods: short-run values for the EMA and BatchNorm averages (see hdl.train.TrainConfig).
+# Shared by all methods: short-run values for the EMA and BatchNorm averages (see hdl.training.settings.TrainConfig).
 CPU_SETTINGS = ["batch_size=8", "uratio=2", "ema=0.99", "bn_momentum=0.01", "eval_every=150", "save_every=150"]
 
 

@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from hdl.errors import UserError
     from hdl.io import save_npz
     from hdl.nets import build_net
-    from hdl.train import images_to_tensor, load_checkpoint, predict, uses_bf16
+    from hdl.training.checkpoint import load_checkpoint
+    from hdl.training.inference import images_to_tensor, predict, uses_bf16
 
     device = setup_device(args)
     state = load_checkpoint(args.checkpoint)

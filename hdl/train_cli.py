@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
 from hdl.errors import UserError
+
+if TYPE_CHECKING:
+    from hdl.training.loop import Trainer
+    from hdl.training.settings import RunConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,41 +61,49 @@ def read_extra_labels(path: str, num_train: int, num_classes: int) -> tuple[np.n
     return index, label, weight
 
 
-def build_trainer(args: argparse.Namespace):
-    """The Trainer the arguments describe, with its data on the chosen device (nothing trained yet)."""
-    from hdl.data import load_dataset, load_split, make_split
-    from hdl.data.augment import Augmenter
-    from hdl.train import Trainer, TrainingData, resolve_settings
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The run the arguments describe, its ``--set`` values typed and checked."""
+    from hdl.training.settings import RunConfig, resolve_settings
 
     if args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be at least 1")
-    device = setup_device(args)
-    train_settings, method_settings = resolve_settings(args.method, args.assignments)
-    config = {
-        "dataset": args.dataset,
-        "labels": args.labels,
-        "imbalance": args.imbalance,
-        "seed": args.seed,
-        "method": args.method,
-        "arch": args.arch,
-        "steps": args.steps,
-        "split": args.split,
-        "init": args.init,
-        "extra_labels": args.extra_labels,
-        "train": train_settings,
-        "method_config": method_settings,
-    }
-    dataset = load_dataset(args.dataset, args.data_dir, args.download)
-    split = (
-        load_split(args.split)
-        if args.split
-        else make_split(dataset.train_labels, dataset.num_classes, args.labels, args.imbalance, args.seed)
+    train, method_config = resolve_settings(args.method, args.assignments)
+    return RunConfig(
+        dataset=args.dataset,
+        labels=args.labels,
+        imbalance=args.imbalance,
+        seed=args.seed,
+        method=args.method,
+        arch=args.arch,
+        steps=args.steps,
+        split=args.split,
+        init=args.init,
+        extra_labels=args.extra_labels,
+        train=train,
+        method_config=method_config,
     )
-    extra = read_extra_labels(args.extra_labels, len(dataset.train_labels), dataset.num_classes) if args.extra_labels else None
+
+
+def build_trainer(args: argparse.Namespace) -> Trainer:
+    """The Trainer the arguments describe, with its data on the chosen device (nothing trained yet)."""
+    from hdl.data import load_dataset, load_split, make_split
+    from hdl.data.augment import Augmenter
+    from hdl.training.loop import Trainer
+    from hdl.training.streams import TrainingData
+
+    config = run_config(args)
+    device = setup_device(args)
+    dataset = load_dataset(config.dataset, args.data_dir, args.download)
+    split = (
+        load_split(config.split)
+        if config.split
+        else make_split(dataset.train_labels, dataset.num_classes, config.labels, config.imbalance, config.seed)
+    )
+    extra = read_extra_labels(config.extra_labels, len(dataset.train_labels), dataset.num_classes) if config.extra_labels else None
     mean, std = dataset.channel_stats()
     views = Augmenter(mean, std, hflip=dataset.hflip)
     data = TrainingData.build(
-        dataset, split.labeled_idx, split.unlabeled_idx, views, device, extra, config["train"]["extra_labels_leave_unlabeled"]
+        dataset, split.labeled_idx, split.unlabeled_idx, views, device, extra, config.train.extra_labels_leave_unlabeled
     )
     return Trainer(config, data, device)
 

@@ -12,7 +12,7 @@ import torch
 
 from hdl.cli import main
 from hdl.ssl import REGISTRY
-from hdl.train import Trainer
+from hdl.training.loop import Trainer
 
 ARGUMENTS = [
     "train", "--dataset", "digits", "--labels", "40", "--seed", "3",

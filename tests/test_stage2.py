@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from hdl.cli import build_parser, main
-from hdl.train import Trainer, cosine_lr, stage2_learning_rate, warmed_up_decay
+from hdl.training.averaging import warmed_up_decay
+from hdl.training.loop import Trainer
+from hdl.training.optim import cosine_lr, stage2_learning_rate
 from hdl.train_cli import build_trainer
 
 TINY = [

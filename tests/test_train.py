@@ -1,30 +1,27 @@
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from hdl.cli import main
+from hdl.cli import build_parser, main
 from hdl.data import load_dataset
 from hdl.errors import UserError
 from hdl.nets import build_net
+from hdl.train_cli import run_config
 from hdl.ssl import REGISTRY
+from hdl.ssl.fixmatch import FixMatch
 from hdl.ssl.supervised import Supervised
-from hdl.train import (
-    EMA,
-    EpochShuffler,
-    MixedPrecision,
-    TrainConfig,
-    TrainingData,
-    accuracy_metrics,
-    cosine_lr,
-    make_optimizer,
-    resolve_settings,
-    rng_states,
-    set_rng_states,
-)
+from hdl.training.averaging import EMA
+from hdl.training.checkpoint import rng_states, set_rng_states
+from hdl.training.inference import MixedPrecision, accuracy_metrics
+from hdl.training.optim import cosine_lr, make_optimizer
+from hdl.training.settings import TrainConfig, resolve_settings
+from hdl.training.streams import EpochShuffler, TrainingData
 from ssl_fixtures import StandInViews
 
 TINY = [
@@ -44,13 +41,13 @@ def test_set_values_are_typed_like_the_defaults():
     train_settings, method_settings = resolve_settings(
         "fixmatch", ["lr=0.1", "batch_size=32", "nesterov=false", "threshold=0.9", "uratio=3"]
     )
-    assert train_settings["lr"] == 0.1 and train_settings["batch_size"] == 32 and train_settings["nesterov"] is False
-    assert train_settings["uratio"] == 3 and method_settings == {"threshold": 0.9, "lambda_u": 1.0}
+    assert train_settings.lr == 0.1 and train_settings.batch_size == 32 and train_settings.nesterov is False
+    assert train_settings.uratio == 3 and method_settings == FixMatch.Config(threshold=0.9, lambda_u=1.0)
 
 
 def test_uratio_defaults_to_the_methods_own():
-    assert resolve_settings("fixmatch", [])[0]["uratio"] == 7
-    assert resolve_settings("supervised", [])[0]["uratio"] == 0
+    assert resolve_settings("fixmatch", [])[0].uratio == 7
+    assert resolve_settings("supervised", [])[0].uratio == 0
 
 
 @pytest.mark.parametrize("assignment, message", [
@@ -60,6 +57,21 @@ def test_uratio_defaults_to_the_methods_own():
 def test_bad_assignments_name_the_key_and_the_valid_ones(assignment, message):
     with pytest.raises(UserError, match=message):
         resolve_settings("fixmatch", [assignment])
+
+
+def test_run_config_travels_typed_and_is_kept_as_plain_dicts():
+    args = build_parser("train").parse_args(
+        ["train", *TINY, "--method", "fixmatch", "--steps", "5", "--out", "unused", "--set", "threshold=0.9"]
+    )
+    config = run_config(args)
+    assert config.train == TrainConfig(batch_size=16, uratio=2, ema=0.9, bn_momentum=0.1)
+    assert config.method_config == FixMatch.Config(threshold=0.9)
+    plain = config.as_dict()  # the form checkpoints and metrics.json keep
+    assert list(plain) == [
+        "dataset", "labels", "imbalance", "seed", "method", "arch", "steps", "split", "init", "extra_labels", "train", "method_config"
+    ]
+    assert plain["train"]["batch_size"] == 16 and plain["method_config"] == {"threshold": 0.9, "lambda_u": 1.0}
+    assert json.loads(json.dumps(plain)) == plain
 
 
 # ---------------------------------------------------------------- pieces of the loop
@@ -180,6 +192,19 @@ def test_train_then_embed_on_digits(tmp_path, method):
         assert (embedded["probs"].argmax(1) == truth).mean() > 0.35
     assert np.all(np.diff(index) > 0) and (labels >= 0).sum() == 40
     assert np.array_equal(labels[labels >= 0], truth[labels >= 0])
+
+
+def test_embed_reads_checkpoints_without_the_training_loop(tmp_path):
+    script = (
+        "import sys\n"
+        "from hdl.cli import main\n"
+        f"code = main(['embed', '--checkpoint', {str(tmp_path / 'missing.pt')!r}, '--dataset', 'digits',"
+        f" '--split', {str(tmp_path / 'missing.npz')!r}, '--out', {str(tmp_path / 'out.npz')!r}, '--device', 'cpu'])\n"
+        "print(code, 'hdl.training.checkpoint' in sys.modules, 'hdl.training.loop' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "cannot read checkpoint" in result.stderr
+    assert result.stdout.split() == ["2", "True", "False"]  # embed got as far as loading, without the loop
 
 
 def test_finished_run_is_a_no_op_and_a_changed_command_is_refused(tmp_path, capsys):

@@ -1,0 +1,13 @@
+"""Training, one idea per module; ``hdl train`` (``hdl.train_cli``) puts them together.
+
+- ``settings``: what a run is (``RunConfig``, ``TrainConfig``), parsed once from ``--set key=value``;
+- ``streams``: the run's data on the device and its epoch-shuffled index streams;
+- ``averaging``: the EMA model and the warm-up of the EMA decay and BatchNorm momentum;
+- ``optim``: SGD and the learning-rate schedules;
+- ``inference``: predictions in batches, bf16 autocast, accuracy;
+- ``checkpoint``: saving and loading, RNG states, metrics.json's summary;
+- ``loop``: the ``Trainer``, which holds the others and steps them.
+
+Nothing here imports ``loop`` except ``hdl.train_cli``, so ``hdl embed`` reads a
+checkpoint and predicts without the training loop.
+"""

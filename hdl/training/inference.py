@@ -1,0 +1,68 @@
+"""Running a trained network: predictions in batches, bf16 autocast, accuracy.
+
+Used by the training loop's evaluation and by ``hdl embed``, which must not
+need the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdl.ssl import Views
+
+
+def images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) array -> uint8 (N, C, H, W) tensor on ``device`` (a copy: loaders may hand out read-only arrays)."""
+    return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C")).to(device)
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` (TrainConfig.precision) means bf16 autocast on ``device``: only on a GPU."""
+    return precision == "bf16" and device.type == "cuda"
+
+
+class MixedPrecision(nn.Module):
+    """The model's forward in bf16 autocast when ``enabled`` (GPU), returning float32 logits and features.
+
+    Only the network runs in bf16: augmentations (whose sampling grids bf16
+    would shift) and the losses (thresholds such as 0.95) stay in float32.
+    """
+
+    def __init__(self, model: nn.Module, enabled: bool):
+        super().__init__()
+        self.model = model
+        self.enabled = enabled
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.enabled):
+            logits, features = self.model(images)
+        return logits.float(), features.float()
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, images: torch.Tensor, views: Views, batch_size: int, bf16: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and features (float32) of uint8 images, in batches, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    forward = MixedPrecision(model, enabled=bf16)
+    logits, features = [], []
+    for chunk in images.split(batch_size):
+        chunk_logits, chunk_features = forward(views.normalize(chunk))
+        logits.append(chunk_logits)
+        features.append(chunk_features)
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(features)
+
+
+def accuracy_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    correct = (predictions == labels).double()
+    per_class = torch.bincount(labels, weights=correct, minlength=num_classes) / torch.bincount(
+        labels, minlength=num_classes
+    ).clamp_min(1)
+    return {"top1": correct.mean().item(), "balanced_acc": per_class.mean().item(), "per_class": per_class.tolist()}
