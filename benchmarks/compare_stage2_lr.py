@@ -1,0 +1,109 @@
+"""Which LR should stage 2 continue with?  Train the paired baseline (no HDL labels) of finished
+stage-1 runs under each `stage2_lr` rule and compare their test accuracy.
+
+    .venv/bin/python benchmarks/compare_stage2_lr.py --runs results/runs --steps 500 --jobs 2
+
+For every ``stage1/checkpoint.pt`` under ``--runs`` (a workflow's results), and every rule, runs
+``hdl train --init CHECKPOINT --set stage2_lr=RULE`` with the stage-1 run's own settings for
+``--steps`` steps into ``--out``/<cell>/<rule>/, then prints, per setting and method, the mean
+accuracy of each rule and each rule's paired difference from the first rule over seeds with a
+95% paired-t interval.  Reruns resume (finished runs are read back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hdl.training.settings import STAGE2_LR_RULES
+
+CELL_KEYS = ("dataset", "labels", "imbalance", "method", "seed")
+
+
+def stage2_command(stage1_metrics: dict, checkpoint: Path, rule: str, steps: int, out: Path) -> list[str]:
+    config = stage1_metrics["config"]
+    command = [
+        sys.executable, "-m", "hdl.cli", "train", "--dataset", config["dataset"], "--labels", str(config["labels"]),
+        "--imbalance", str(config["imbalance"]), "--seed", str(config["seed"]), "--method", config["method"],
+        "--arch", config["arch"], "--steps", str(steps), "--init", str(checkpoint), "--out", str(out),
+        "--threads", "1", "--no-progress",
+    ]
+    if config["split"]:
+        command += ["--split", config["split"]]
+    settings = {**config["train"], **config["method_config"], "stage2_lr": rule}
+    for key, value in settings.items():
+        command += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+    return command
+
+
+def run(command: list[str], out: Path) -> dict:
+    if not (out / "metrics.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "train.log", "w") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return json.loads((out / "metrics.json").read_text())
+
+
+def paired_interval(differences: np.ndarray) -> tuple[float, float, float]:
+    mean = float(differences.mean())
+    if len(differences) < 2:
+        return mean, float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
+    return mean, mean - half, mean + half
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", default="results/runs", help="results/runs of a finished workflow")
+    parser.add_argument("--out", default="results/stage2_lr", help="where the stage-2 runs go")
+    parser.add_argument("--steps", type=int, required=True, help="stage-2 steps (the workflow's stage2_steps)")
+    parser.add_argument("--rules", nargs="+", default=list(STAGE2_LR_RULES), choices=STAGE2_LR_RULES)
+    parser.add_argument("--methods", nargs="+", help="only these methods (default: all found)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one CPU thread each)")
+    parser.add_argument("--metric", default="median_last20_top1")
+    args = parser.parse_args()
+
+    jobs = []
+    for metrics_path in sorted(Path(args.runs).rglob("stage1/metrics.json")):
+        stage1 = json.loads(metrics_path.read_text())
+        if args.methods and stage1["method"] not in args.methods:
+            continue
+        cell = metrics_path.parent.parent.relative_to(args.runs)
+        for rule in args.rules:
+            out = Path(args.out) / cell / rule
+            command = stage2_command(stage1, metrics_path.with_name("checkpoint.pt"), rule, args.steps, out)
+            jobs.append(({key: stage1[key] for key in CELL_KEYS} | {"rule": rule, "stage1": stage1[args.metric]}, command, out))
+    if not jobs:
+        print(f"no stage1/metrics.json under {args.runs}", file=sys.stderr)
+        return 2
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda job: run(job[1], job[2]), jobs))
+    frame = pd.DataFrame([job[0] | {"accuracy": 100 * metrics[args.metric]} for job, metrics in zip(jobs, results)])
+    frame["stage1"] *= 100
+
+    print(f"stage-2 baseline accuracy ({args.metric}, %) after {args.steps} steps, by stage2_lr rule; "
+          f"difference from '{args.rules[0]}' as mean [95% paired-t interval] over seeds")
+    setting = ["dataset", "labels", "imbalance", "method"]
+    for key, group in frame.groupby(setting):
+        wide = group.pivot(index="seed", columns="rule", values="accuracy")
+        parts = [f"stage 1 {group.groupby('seed')['stage1'].first().mean():.2f}"]
+        for rule in args.rules:
+            text = f"{rule} {wide[rule].mean():.2f}"
+            if rule != args.rules[0]:
+                mean, low, high = paired_interval((wide[rule] - wide[args.rules[0]]).to_numpy())
+                text += f" ({mean:+.2f} [{low:+.2f}, {high:+.2f}])"
+            parts.append(text)
+        print(f"{' '.join(map(str, key))} (n={len(wide)}): " + "; ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
