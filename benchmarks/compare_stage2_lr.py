@@ -1,7 +1,10 @@
 """Which LR should stage 2 continue with?  Train the paired baseline (no HDL labels) of finished
 stage-1 runs under each `stage2_lr` rule and compare their test accuracy.
 
-    .venv/bin/python benchmarks/compare_stage2_lr.py --runs results/runs --steps 500 --jobs 2
+    .venv/bin/python benchmarks/compare_stage2_lr.py --runs results/runs --steps 500 --rules hold anneal restart
+
+The runs use whichever ``hdl`` package the interpreter imports (set PYTHONPATH to measure a checkout
+other than the installed one: checkpoints only load into the code that wrote them).
 
 For every ``stage1/checkpoint.pt`` under ``--runs`` (a workflow's results), and every rule, runs
 ``hdl train --init CHECKPOINT --set stage2_lr=RULE`` with the stage-1 run's own settings for
@@ -22,8 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats
-
-from hdl.training.settings import STAGE2_LR_RULES
 
 CELL_KEYS = ("dataset", "labels", "imbalance", "method", "seed")
 
@@ -65,7 +66,7 @@ def main() -> int:
     parser.add_argument("--runs", default="results/runs", help="results/runs of a finished workflow")
     parser.add_argument("--out", default="results/stage2_lr", help="where the stage-2 runs go")
     parser.add_argument("--steps", type=int, required=True, help="stage-2 steps (the workflow's stage2_steps)")
-    parser.add_argument("--rules", nargs="+", default=list(STAGE2_LR_RULES), choices=STAGE2_LR_RULES)
+    parser.add_argument("--rules", nargs="+", required=True, help="stage2_lr values (hdl train checks them); the first is the reference")
     parser.add_argument("--methods", nargs="+", help="only these methods (default: all found)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one CPU thread each)")
     parser.add_argument("--metric", default="median_last20_top1")
