@@ -1,28 +1,26 @@
 """What the Snakemake workflow needs from Python: config checking, the grid, and config -> `hdl` flags.
 
 The rules in ``workflow/rules/*.smk`` stay thin: each calls one ``hdl``
-subcommand with paths, wildcards and the flag strings built here, so that
-everything worth testing is reachable without Snakemake.
+subcommand with paths (``hdl.layout``), wildcards and the flag strings built
+here, so that everything worth testing is reachable without Snakemake.
 
-``python -m hdl.workflow config-readme`` prints config/README.md from the
-config schema (a test keeps the committed file in sync).
+A cell's trainer settings come from six config blocks (``train_layers``), each
+replacing the keys it gives of the ones before; its split options from
+``split`` and its grid setting's ``split``.  config/README.md explains both.
 """
 
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from hdl import layout
 from hdl.errors import UserError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-GRID_COLUMNS = ("dataset", "labels", "imbalance", "method", "seed")
-SPLIT_COLUMNS = ("dataset", "labels", "imbalance", "seed")
-#: train settings that `hdl train` takes as flags; every other key goes through --set
-TRAIN_FLAG_KEYS = ("arch", "stage1_steps", "stage2_steps", "set")
+#: the setting that becomes `hdl train --steps` in each stage; `arch` becomes --arch, every other key --set
+STEPS_KEYS = {1: "stage1_steps", 2: "stage2_steps"}
 
 
 class ConfigError(UserError):
@@ -57,12 +55,15 @@ def check_config(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
 
 def _describe(error) -> str:
     where = _dotted(error.absolute_path)
+    prefix = f"{where}." if where else ""
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(key for key in error.instance if key not in allowed)
-        prefix = f"{where}." if where else ""
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
         return "; ".join(f"{prefix}{key}: unknown key{hint}" for key in unknown)
+    if "propertyNames" in error.schema_path:
+        # datasets.cifar1000 and the like: the key itself is wrong, not its value
+        return f"{prefix}{error.instance}: unknown key ({error.message.split(' is ', 1)[1]})"
     if error.validator == "anyOf":
         # k: auto|int and the like: the branches' messages would only confuse
         return f"{where}: {error.instance!r} is not valid: {error.schema.get('description', 'see the schema')}"
@@ -84,30 +85,34 @@ def format_value(value: Any) -> str:
     return format(value, "g") if isinstance(value, float) else str(value)
 
 
+def _setting_key(dataset: Any, labels: Any, imbalance: Any) -> tuple[str, str, str]:
+    return str(dataset), format_value(labels), format_value(float(imbalance))
+
+
+def _setting_cells(setting: Mapping[str, Any]) -> Iterable[tuple[str, str, str]]:
+    for labels in setting["labels"]:
+        for imbalance in setting.get("imbalance", [1]):
+            yield _setting_key(setting["dataset"], labels, imbalance)
+
+
 def grid_table(config: Mapping[str, Any]):
-    """One row per cell (dataset, labels, imbalance, method, seed), values formatted as they appear in paths."""
+    """One row per cell (``layout.CELL`` columns), values formatted as they appear in paths."""
     import pandas as pd
 
     grid = config["grid"]
     rows = [
-        (setting["dataset"], format_value(labels), format_value(float(imbalance)), method, format_value(seed))
+        (*setting_key, method, format_value(seed))
         for setting in grid["settings"]
-        for labels in setting["labels"]
-        for imbalance in setting.get("imbalance", [1])
+        for setting_key in _setting_cells(setting)
         for method in grid["methods"]
         for seed in grid["seeds"]
     ]
-    table = pd.DataFrame(rows, columns=list(GRID_COLUMNS), dtype=str)
+    table = pd.DataFrame(rows, columns=list(layout.CELL), dtype=str)
     duplicated = table[table.duplicated()]
     if len(duplicated):
         first = dict(duplicated.iloc[0])
         raise ConfigError(f"grid: the cell {first} appears twice; remove the repeated label budget or imbalance factor")
     return table
-
-
-def split_table(cells):
-    """The splits the cells need: one per (dataset, labels, imbalance, seed), whatever the method."""
-    return cells[list(SPLIT_COLUMNS)].drop_duplicates().reset_index(drop=True)
 
 
 def write_grid(cells, path: str | Path, log_path: str | Path) -> None:
@@ -117,6 +122,15 @@ def write_grid(cells, path: str | Path, log_path: str | Path) -> None:
     with atomic_path(path) as tmp:
         cells.to_csv(tmp, index=False)
     Path(log_path).write_text(f"wrote {len(cells)} cells to {path}\n")
+
+
+def grid_setting(config: Mapping[str, Any], cell: Mapping[str, Any]) -> tuple[int, Mapping[str, Any]]:
+    """Index and entry of ``grid.settings`` that holds the cell's dataset, labels and imbalance."""
+    wanted = _setting_key(cell["dataset"], cell["labels"], cell["imbalance"])
+    for index, setting in enumerate(config["grid"]["settings"]):
+        if wanted in set(_setting_cells(setting)):
+            return index, setting
+    raise ConfigError(f"grid.settings: no setting holds dataset {wanted[0]}, labels {wanted[1]}, imbalance {wanted[2]}")
 
 
 # ---------------------------------------------------------------- flags
@@ -130,34 +144,69 @@ def _set_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else format_value(value)
 
 
-def train_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """``train`` with the keys of ``datasets[dataset]`` replacing it (``set`` merged key by key)."""
-    overrides = config.get("datasets", {}).get(dataset, {})
-    settings = {**config["train"], **{key: value for key, value in overrides.items() if key != "set"}}
-    settings["set"] = {**config["train"].get("set", {}), **overrides.get("set", {})}
+def train_layers(config: Mapping[str, Any], cell: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """The config blocks that set a cell's trainer settings, by name, most general first.
+
+    A grid setting comes after the data set and method blocks: it is where a
+    protocol departs from a data set's usual values (CIFAR-10-LT's schedule).
+    Split options have no method block: a split is shared by all methods.
+    """
+    dataset, method = cell["dataset"], cell["method"]
+    index, setting = grid_setting(config, cell)
+    method_block = config.get("methods", {}).get(method) or {}
+    return [
+        ("train", config.get("train", {})),
+        (f"datasets.{dataset}", config.get("datasets", {}).get(dataset) or {}),
+        (f"methods.{method}", {key: value for key, value in method_block.items() if key != "datasets"}),
+        (f"methods.{method}.datasets.{dataset}", (method_block.get("datasets") or {}).get(dataset) or {}),
+        (f"grid.settings[{index}].train", setting.get("train") or {}),
+        (f"grid.settings[{index}].methods.{method}", (setting.get("methods") or {}).get(method) or {}),
+    ]
+
+
+def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+    """Every trainer and method setting of one cell: its layers applied in order, null values skipped."""
+    settings: dict[str, Any] = {}
+    for name, block in train_layers(config, cell):
+        values = {key: value for key, value in block.items() if key != "set" and value is not None}
+        extra = block.get("set") or {}
+        both = sorted(values.keys() & extra.keys())
+        if both:
+            raise ConfigError(f"{name}: {', '.join(both)} given both as a key and under set; keep one")
+        settings.update(values)
+        settings.update(extra)
     return settings
 
 
-def train_flags(config: Mapping[str, Any], dataset: str, method: str, stage: int) -> str:
-    """``--arch A --steps T --set key=value ...`` of one training run; null settings keep the trainer's defaults."""
-    settings = train_settings(config, dataset)
-    flags = ["--arch", settings["arch"], "--steps", str(settings[f"stage{stage}_steps"])]
-    values = {key: value for key, value in settings.items() if key not in TRAIN_FLAG_KEYS and value is not None}
-    values.update(settings["set"])
-    values.update(config.get("methods", {}).get(method, {}))
-    for key, value in values.items():
-        flags += ["--set", f"{key}={_set_value(value)}"]
+def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) -> str:
+    """``--arch A --steps T --set key=value ...`` of one training run of ``cell`` (dataset, labels, imbalance, method)."""
+    settings = train_settings(config, cell)
+    missing = [key for key in ("arch", STEPS_KEYS[stage]) if key not in settings]
+    if missing:
+        raise ConfigError(f"train.{missing[0]}: not set for {dict(cell)}; give it under train")
+    flags = ["--arch", settings.pop("arch"), "--steps", str(settings.pop(STEPS_KEYS[stage]))]
+    for key, value in settings.items():
+        if key not in STEPS_KEYS.values():
+            flags += ["--set", f"{key}={_set_value(value)}"]
     return _join(flags)
+
+
+def split_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
+    """``split`` with the keys its grid setting's ``split`` gives (not null) replacing them."""
+    _, setting = grid_setting(config, cell)
+    overrides = {key: value for key, value in (setting.get("split") or {}).items() if value is not None}
+    return {**config["split"], **overrides}
+
+
+def split_flags(config: Mapping[str, Any], cell: Mapping[str, Any]) -> str:
+    """``hdl split`` options of the split of ``cell`` (dataset, labels, imbalance)."""
+    split = split_settings(config, cell)
+    flags = ["--unlabeled-ratio", format_value(float(split["unlabeled_ratio"]))]
+    return _join(flags + (["--include-labeled"] if split["include_labeled"] else []))
 
 
 def data_flags(config: Mapping[str, Any]) -> str:
     return _join(["--data-dir", config["data_dir"]] + (["--download"] if config["download"] else []))
-
-
-def split_flags(config: Mapping[str, Any]) -> str:
-    split = config["split"]
-    flags = ["--unlabeled-ratio", format_value(float(split["unlabeled_ratio"]))]
-    return _join(flags + (["--include-labeled"] if split["include_labeled"] else []))
 
 
 def relabel_flags(config: Mapping[str, Any]) -> str:
@@ -167,7 +216,9 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
              "--vote-weight", hdl["vote_weight"]]
     if hdl["max_level"] is not None:
         flags += ["--max-level", str(hdl["max_level"])]
-    flags += ["--min-agreement", format_value(float(hdl["min_agreement"])), "--weight", hdl["weight"]]
+    flags += ["--min-agreement", format_value(float(hdl["min_agreement"])), "--weight", hdl["weight"],
+              "--selection", hdl["selection"], "--confidence", hdl["confidence"],
+              "--selection-quantile", format_value(float(hdl["selection_quantile"])), "--class-quota", hdl["class_quota"]]
     return _join(flags)
 
 
@@ -178,7 +229,7 @@ def stage2_run_name(round_number: int, variant: str, rounds: int) -> str:
 
 def wandb_flags(config: Mapping[str, Any], cell: Mapping[str, str], name: str) -> str:
     """Tracking flags: one wandb group per cell, runs named by stage and variant."""
-    group = "-".join(f"{column}~{cell[column]}" for column in GRID_COLUMNS)
+    group = "-".join(f"{column}~{cell[column]}" for column in layout.CELL)
     wandb = config["wandb"]
     return _join(["--wandb-mode", wandb["mode"], "--wandb-project", wandb["project"],
                   "--wandb-group", group, "--wandb-name", name])
@@ -187,101 +238,3 @@ def wandb_flags(config: Mapping[str, Any], cell: Mapping[str, str], name: str) -
 def uses_gpu(config: Mapping[str, Any]) -> int:
     """GPUs a train or embed job asks the scheduler for."""
     return 0 if config["device"] == "cpu" else 1
-
-
-# ---------------------------------------------------------------- paths inside a cell
-
-
-def start_run(round_number: int, variant: str) -> str:
-    """metrics.json of the run whose checkpoint stage 2 of ``round_number`` continues (relative to the cell).
-
-    Round 1 starts both variants from stage 1: the paired comparison.  Round
-    R > 1 continues round R-1 of the same variant; embeddings of round R come
-    from round R-1's HDL model.
-    """
-    if round_number == 1:
-        return "stage1/metrics.json"
-    return f"round~{round_number - 1}/variant~{variant}/metrics.json"
-
-
-# ---------------------------------------------------------------- config/README.md
-
-
-def config_readme(schema: Mapping[str, Any]) -> str:
-    """Markdown listing every config key with its type, default and description."""
-    lines = [
-        "# Configuration keys",
-        "",
-        "Generated from `workflow/schemas/config.schema.yaml` by `python -m hdl.workflow config-readme > config/README.md`;",
-        "`tests/test_workflow.py` checks that this file is in sync. `config/config.yaml` is the default grid (CPU,",
-        "minutes), `config/paper.yaml` the paper's grid (GPU cluster), `.test/config.yaml` the tests' tiny grid.",
-        "An unknown key or a value of the wrong type stops Snakemake before any job starts, naming the key.",
-        "",
-        "| key | type | default | description |",
-        "| --- | --- | --- | --- |",
-    ]
-    for key, node in _walk(schema, schema, ""):
-        lines.append(f"| `{key}` | {_type_name(node, schema)} | {_default_text(node)} | {_flat(node.get('description', ''))} |")
-    return "\n".join(lines) + "\n"
-
-
-def _resolve(node: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The node with its ``$ref`` target merged in (the node's own keys win)."""
-    if "$ref" not in node:
-        return dict(node)
-    target: Any = schema
-    for part in node["$ref"].removeprefix("#/").split("/"):
-        target = target[part]
-    merged = _resolve(target, schema)
-    merged.update({key: value for key, value in node.items() if key != "$ref"})
-    return merged
-
-
-def _walk(node: Mapping[str, Any], schema: Mapping[str, Any], prefix: str):
-    node = _resolve(node, schema)
-    for name, child in node.get("properties", {}).items():
-        child = _resolve(child, schema)
-        key = f"{prefix}{name}"
-        yield key, child
-        if child.get("type") == "object":
-            yield from _walk(child, schema, f"{key}.")
-        if child.get("type") == "array" and "properties" in _resolve(child.get("items", {}), schema):
-            yield from _walk(child["items"], schema, f"{key}[].")
-
-
-def _type_name(node: Mapping[str, Any], schema: Mapping[str, Any]) -> str:
-    if "enum" in node:
-        return " \\| ".join(f"`{value}`" for value in node["enum"])
-    if "anyOf" in node:
-        return " \\| ".join(f"`{branch['const']}`" if "const" in branch else branch.get("type", "?") for branch in node["anyOf"])
-    kind = node.get("type", "?")
-    if kind == "array":
-        item = _resolve(node.get("items", {}), schema)
-        return f"list of {_type_name(item, schema) if 'properties' not in item else 'objects'}"
-    if kind == "object" and "properties" not in node:
-        return "mapping"
-    return " \\| ".join(kind) if isinstance(kind, list) else kind
-
-
-def _default_text(node: Mapping[str, Any]) -> str:
-    if "default" not in node:
-        return "required" if node.get("type") != "object" else ""
-    import json
-
-    return f"`{json.dumps(node['default'])}`"
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hdl.workflow", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["config-readme"], help="print config/README.md generated from the schema")
-    parser.parse_args(argv)
-    sys.stdout.write(config_readme(load_yaml(SCHEMA_PATH)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hdl import workflow
+from hdl import layout, workflow
+from hdl.docs import config_readme
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -71,7 +72,7 @@ def test_paper_grid_lists_every_job_with_none_of_the_default_grid_settings(tmp_p
     result = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=ROOT / "config" / "paper.yaml")
     assert result.returncode == 0, result.stderr
     # --configfile replaces config/config.yaml: nothing of the CPU grid leaks into the paper's runs
-    assert "uratio=3" not in result.stdout and "ema=0.9" not in result.stdout
+    assert "uratio=3" not in result.stdout and not re.search(r"ema=0\.9(?![0-9])", result.stdout)
     # CIFAR-10 (3 budgets) + CIFAR-100 (3) + CIFAR-10-LT (3 imbalance factors), 4 methods, 3 seeds
     settings, cells = 9, 9 * 4 * 3
     assert job_counts(result.stdout) == {
@@ -85,6 +86,13 @@ def test_paper_grid_lists_every_job_with_none_of_the_default_grid_settings(tmp_p
         "all": 1,
         "total": 27 + 5 * cells + 3,
     }
+    commands = [line.removeprefix("Shell command: ") for line in result.stdout.splitlines()
+                if line.startswith("Shell command: hdl ")]
+    (mixmatch_cifar100,) = [command for command in commands if "--init" not in command and command.startswith(
+        "hdl train --dataset cifar100 --labels 400 --imbalance 1 --seed 0 --method mixmatch ")]
+    assert "--set lambda_u=150 " in mixmatch_cifar100 and "--set weight_decay=0.001 " in mixmatch_cifar100
+    long_tailed_splits = [command for command in commands if command.startswith("hdl split --dataset cifar10 --labels 1500 ")]
+    assert len(long_tailed_splits) == 3 * 3 and not any("--include-labeled" in split for split in long_tailed_splits)
 
 
 def test_paired_variants_and_rounds_chain_their_checkpoints(tmp_path):
@@ -142,9 +150,23 @@ def test_missing_dataset_fails_its_first_job_with_the_remedy(tmp_path):
 
 def test_config_readme_is_generated_from_the_schema():
     schema = workflow.load_yaml(workflow.SCHEMA_PATH)
-    assert (ROOT / "config" / "README.md").read_text() == workflow.config_readme(schema), (
-        "config/README.md is stale: python -m hdl.workflow config-readme > config/README.md"
+    assert (ROOT / "config" / "README.md").read_text() == config_readme.config_readme(schema), (
+        f"config/README.md is stale: {config_readme.COMMAND}"
     )
+
+
+def test_config_readme_marks_only_required_keys_required_and_every_key_has_a_default():
+    rows = {}
+    for line in config_readme.config_readme(workflow.load_yaml(workflow.SCHEMA_PATH)).splitlines():
+        if line.startswith("| `"):
+            key, _, default, description = (cell.strip() for cell in line.strip("|").split(" | "))
+            rows[key.strip("`")] = (default, description)
+    assert {key for key, (default, _) in rows.items() if default == "required"} == {
+        "grid.settings[].dataset", "grid.settings[].labels"}
+    assert rows["datasets.<dataset>.weight_decay"][0] == "`null`"
+    assert rows["methods.<method>.datasets.<dataset>"][0] == "`{}`"
+    assert all(default and description for default, description in rows.values()), [
+        key for key, (default, description) in rows.items() if not (default and description)]
 
 
 def test_schema_names_the_package_datasets_and_methods():
@@ -153,9 +175,10 @@ def test_schema_names_the_package_datasets_and_methods():
 
     schema = workflow.load_yaml(workflow.SCHEMA_PATH)
     grid = schema["properties"]["grid"]["properties"]
-    assert set(grid["settings"]["items"]["properties"]["dataset"]["enum"]) == set(DATASET_NAMES)
-    assert set(grid["methods"]["items"]["enum"]) == set(REGISTRY)
-    assert set(schema["properties"]["methods"]["properties"]) == set(REGISTRY)
+    dataset = config_readme._resolve(grid["settings"]["items"]["properties"]["dataset"], schema)
+    assert set(dataset["enum"]) == set(DATASET_NAMES)
+    assert set(config_readme._resolve(grid["methods"]["items"], schema)["enum"]) == set(REGISTRY)
+    assert set(config_readme._resolve(schema["properties"]["methods"]["propertyNames"], schema)["enum"]) == set(REGISTRY)
 
 
 # ---------------------------------------------------------------- hdl.workflow
@@ -183,6 +206,22 @@ def test_check_config_names_every_bad_key_by_its_path(schema):
     assert "wandb.mode: 'loud' is not one of" in message
 
 
+def test_check_config_names_an_unknown_data_set_or_method_key(schema):
+    config = {
+        "datasets": {"cifar1000": {"arch": "wrn-28-8"}},
+        "methods": {"fixmatch": {"datasets": {"cifar100": {"threshold": 0.9}, "svhn": {"threshold": 0.9}}}},
+        "grid": {"settings": [{"dataset": "digits", "labels": [50], "methods": {"fixmatc": {"uratio": 2}},
+                               "split": {"include_labelled": False}}]},
+    }
+    with pytest.raises(workflow.ConfigError) as error:
+        workflow.check_config(config, schema)
+    message = str(error.value)
+    assert "datasets.cifar1000: unknown key" in message
+    assert "methods.fixmatch.datasets.svhn: unknown key" in message
+    assert "grid.settings[0].methods.fixmatc: unknown key" in message
+    assert "grid.settings[0].split.include_labelled: unknown key" in message
+
+
 def test_check_config_accepts_the_shipped_configs(schema):
     for path in (ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml", TINY_CONFIG):
         workflow.check_config(workflow.load_yaml(path), schema)
@@ -199,10 +238,10 @@ def test_grid_values_read_as_in_paths_and_splits_ignore_the_method():
     }
     cells = workflow.grid_table(config)
     assert len(cells) == 4 * 2 * 2
-    assert list(cells.columns) == list(workflow.GRID_COLUMNS)
+    assert list(cells.columns) == list(layout.CELL)
     assert set(cells["imbalance"]) == {"1", "50", "12.5"}
-    splits = workflow.split_table(cells)
-    assert len(splits) == 4 * 2 and "method" not in splits.columns
+    splits = {layout.split_file(cell_values) for cell_values in cells.to_dict("records")}
+    assert len(splits) == 4 * 2 and not any("method" in split for split in splits)
 
 
 def test_grid_rejects_a_repeated_cell():
@@ -212,28 +251,133 @@ def test_grid_rejects_a_repeated_cell():
         workflow.grid_table(config)
 
 
+def cell(dataset: str, method: str, labels: int = 40, imbalance: float = 1) -> dict:
+    return {"dataset": dataset, "labels": labels, "imbalance": imbalance, "method": method}
+
+
 def test_train_flags_merge_dataset_and_method_overrides_and_skip_nulls():
     config = {
+        "grid": {"settings": [{"dataset": "cifar10", "labels": [40]}, {"dataset": "cifar100", "labels": [40]}]},
         "train": {"arch": "wrn-28-2", "stage1_steps": 1000, "stage2_steps": 100, "batch_size": 64, "lr": None,
                   "weight_decay": 0.0005, "eval_every": None, "save_every": None, "set": {"ema": 0.999}},
         "datasets": {"cifar100": {"arch": "wrn-28-8", "weight_decay": 0.001, "set": {"nesterov": False}}},
         "methods": {"fixmatch": {"threshold": 0.9}},
     }
-    assert workflow.train_flags(config, "cifar10", "mixmatch", stage=1) == (
+    assert workflow.train_flags(config, cell("cifar10", "mixmatch"), stage=1) == (
         "--arch wrn-28-2 --steps 1000 --set batch_size=64 --set weight_decay=0.0005 --set ema=0.999"
     )
-    assert workflow.train_flags(config, "cifar100", "fixmatch", stage=2) == (
+    assert workflow.train_flags(config, cell("cifar100", "fixmatch"), stage=2) == (
         "--arch wrn-28-8 --steps 100 --set batch_size=64 --set weight_decay=0.001 --set ema=0.999"
         " --set nesterov=false --set threshold=0.9"
     )
 
 
+def test_train_settings_apply_the_six_layers_most_specific_last():
+    config = {
+        "grid": {"settings": [
+            {"dataset": "cifar10", "labels": [40], "imbalance": [1]},
+            {"dataset": "cifar10", "labels": [1500], "imbalance": [50, 100],
+             "train": {"stage1_steps": 262144, "set": {"layer": 5}},
+             "methods": {"fixmatch": {"uratio": 2, "deepest": 6}}},
+        ]},
+        "train": {"arch": "wrn-28-2", "stage1_steps": 1048576, "stage2_steps": 100, "set": {"layer": 1, "deepest": 1}},
+        "datasets": {"cifar10": {"set": {"layer": 2}}},
+        "methods": {"fixmatch": {"uratio": 7, "layer": 3, "datasets": {"cifar10": {"layer": 4, "threshold": 0.9}}}},
+    }
+    balanced = workflow.train_settings(config, cell("cifar10", "fixmatch"))
+    assert (balanced["stage1_steps"], balanced["uratio"], balanced["layer"], balanced["threshold"]) == (1048576, 7, 4, 0.9)
+    long_tailed = workflow.train_settings(config, cell("cifar10", "fixmatch", labels=1500, imbalance=100.0))
+    assert (long_tailed["stage1_steps"], long_tailed["uratio"], long_tailed["layer"], long_tailed["deepest"]) == (
+        262144, 2, 5, 6)
+    # the setting's method block is only for its own method
+    other_method = workflow.train_settings(config, cell("cifar10", "mixmatch", labels="1500", imbalance="50"))
+    assert (other_method["stage1_steps"], other_method["layer"], other_method["deepest"]) == (262144, 5, 1)
+    assert "uratio" not in other_method
+    with pytest.raises(workflow.ConfigError, match="no setting holds dataset cifar10, labels 250"):
+        workflow.train_settings(config, cell("cifar10", "fixmatch", labels=250))
+
+
+def test_a_key_given_twice_in_one_layer_is_an_error():
+    config = {"grid": {"settings": [{"dataset": "digits", "labels": [50]}]},
+              "train": {"arch": "wrn-10-1", "stage1_steps": 10, "lr": 0.03, "set": {"lr": 0.1}}}
+    with pytest.raises(workflow.ConfigError, match="train: lr given both as a key and under set"):
+        workflow.train_flags(config, cell("digits", "fixmatch", labels=50), stage=1)
+
+
+def test_split_flags_take_the_setting_split_options():
+    config = {
+        "grid": {"settings": [{"dataset": "cifar10", "labels": [40]},
+                              {"dataset": "cifar10", "labels": [1500], "imbalance": [100],
+                               "split": {"include_labeled": False, "unlabeled_ratio": None}}]},
+        "split": {"unlabeled_ratio": 2.0, "include_labeled": True},
+    }
+    assert workflow.split_flags(config, cell("cifar10", "fixmatch")) == "--unlabeled-ratio 2 --include-labeled"
+    long_tailed = {"dataset": "cifar10", "labels": "1500", "imbalance": "100", "seed": "0"}  # split wildcards: no method
+    assert workflow.split_flags(config, long_tailed) == "--unlabeled-ratio 2"
+
+
+def paper_cells() -> dict[tuple, dict[str, str]]:
+    """Every cell of config/paper.yaml, stage 1, as {(dataset, labels, imbalance, method): {flag or --set key: value}}."""
+    import shlex
+
+    config = workflow.load_yaml(ROOT / "config" / "paper.yaml")
+    cells = {}
+    for cell_values in workflow.grid_table(config).to_dict("records"):
+        flags = shlex.split(workflow.train_flags(config, cell_values, stage=1))
+        values = dict(zip(flags[0::2], flags[1::2]))
+        values.pop("--set")
+        values.update(assignment.split("=", 1) for assignment in flags[flags.index("--set") + 1::2])
+        values["split"] = workflow.split_flags(config, cell_values)
+        cells[tuple(cell_values[column] for column in ("dataset", "labels", "imbalance", "method"))] = values
+    return cells
+
+
+def test_paper_grid_gives_each_cell_usb_settings():
+    cells = paper_cells()
+    assert len(cells) == 9 * 4
+    for labels in ("400", "2500", "10000"):
+        mixmatch = cells["cifar100", labels, "1", "mixmatch"]
+        assert (mixmatch["lambda_u"], mixmatch["mixup_alpha"], mixmatch["uratio"], mixmatch["weight_decay"]) == (
+            "150", "0.5", "1", "0.001")
+        assert mixmatch["--arch"] == "wrn-28-8" and mixmatch["--steps"] == "1048576"
+        assert cells["cifar100", labels, "1", "fixmatch"]["weight_decay"] == "0.001"
+    assert cells["cifar10", "40", "1", "mixmatch"]["lambda_u"] == "100"
+    assert cells["cifar10", "4000", "1", "fixmatch"]["uratio"] == "7"
+    assert cells["cifar10", "250", "1", "freematch"]["lambda_fairness"] == "0.001"
+    for imbalance in ("50", "100", "150"):
+        long_tailed = {method: cells["cifar10", "1500", imbalance, method]
+                       for method in ("mixmatch", "remixmatch", "fixmatch", "freematch")}
+        assert {values["--steps"] for values in long_tailed.values()} == {"262144"}
+        assert long_tailed["fixmatch"]["uratio"] == long_tailed["freematch"]["uratio"] == "2"
+        assert long_tailed["remixmatch"]["uratio"] == "1"
+        # labeled samples stay out of the unlabeled stream (USB's include_lb_to_ulb: False)
+        assert {values["split"] for values in long_tailed.values()} == {"--unlabeled-ratio 2"}
+    assert cells["cifar10", "40", "1", "fixmatch"]["split"] == "--unlabeled-ratio 2 --include-labeled"
+    assert {values["precision"] for values in cells.values()} == {"fp32"}
+
+
+def test_paper_grid_settings_are_all_known_to_the_trainer():
+    from hdl.training.settings import resolve_settings
+
+    parsed = {}
+    for cell_key, values in paper_cells().items():
+        assignments = [f"{key}={value}" for key, value in values.items() if not key.startswith("-") and key != "split"]
+        parsed[cell_key] = resolve_settings(cell_key[-1], assignments)  # an unknown key raises
+    train, mixmatch = parsed["cifar100", "400", "1", "mixmatch"]
+    assert (mixmatch.lambda_u, mixmatch.mixup_alpha, train.uratio, train.weight_decay, train.precision) == (
+        150, 0.5, 1, 0.001, "fp32")
+    train, _ = parsed["cifar10", "1500", "150", "fixmatch"]
+    assert (train.uratio, train.eval_every) == (2, 1024)
+
+
 def test_relabel_flags_leave_out_an_unset_max_level():
     hdl = {"k": "auto", "k_candidates": [5, 10], "folds": 3, "holdout": 0.2, "wave_rule": "max_count",
-           "vote_weight": "similarity", "max_level": None, "min_agreement": 0.0, "weight": "agreement"}
+           "vote_weight": "similarity", "max_level": None, "min_agreement": 0.0, "weight": "agreement",
+           "selection": "confident", "confidence": "consistency", "selection_quantile": 0.1, "class_quota": "prior"}
     flags = workflow.relabel_flags({"hdl": hdl})
     assert flags == ("--k auto --k-candidates 5 10 --folds 3 --holdout 0.2 --wave-rule max_count"
-                     " --vote-weight similarity --min-agreement 0 --weight agreement")
+                     " --vote-weight similarity --min-agreement 0 --weight agreement"
+                     " --selection confident --confidence consistency --selection-quantile 0.1 --class-quota prior")
     assert "--max-level 2 " in workflow.relabel_flags({"hdl": {**hdl, "max_level": 2}})
 
 

@@ -1,6 +1,7 @@
 """Find the runs under results/runs and the grid that says which cells were expected.
 
-Run directories carry their coordinates as ``key~value`` path segments (CONTRACTS.md):
+Run directories carry their coordinates as ``key~value`` path segments, as
+``hdl.layout`` defines them:
 ``dataset~D/labels~N/imbalance~IF/method~M/seed~S/stage1/metrics.json``,
 ``.../seed~S/round~R/relabel.json`` and ``.../seed~S/round~R/variant~V/metrics.json``.
 """
@@ -13,14 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from hdl import layout
 from hdl.errors import UserError
 
-SETTING = ["dataset", "labels", "imbalance"]
-CELL = SETTING + ["method", "seed"]
-RUN = CELL + ["round", "variant"]
-STAGE1_DIR = "stage1"
-STAGE1_VARIANT = "stage1"
-STAGE1_ROUND = 0
+SETTING = list(layout.SETTING)
+CELL = list(layout.CELL)
+RUN = list(layout.RUN)
+#: a stage-1 run's variant and round in the frames
+STAGE1_VARIANT = layout.STAGE1
+STAGE1_ROUND = layout.STAGE1_ROUND
 COLUMN_TYPES = {"dataset": str, "labels": int, "imbalance": float, "method": str, "seed": int, "round": int}
 
 
@@ -35,12 +37,12 @@ def collect_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     root = Path(runs_dir)
     if not root.is_dir():
         raise UserError(f"--runs-dir {root}: no such directory; run the workflow first (snakemake --cores N)")
-    metrics = _read_records(root, "metrics.json")
-    relabels = _read_records(root, "relabel.json")
+    metrics = _read_records(root, layout.METRICS)
+    relabels = _read_records(root, layout.RELABEL_REPORT)
     if metrics.empty and relabels.empty:
         raise UserError(
-            f"--runs-dir {root}: no metrics.json or relabel.json found; "
-            "point it at the pipeline's results/runs after at least one run has finished"
+            f"--runs-dir {root}: no {layout.METRICS} or {layout.RELABEL_REPORT} found; "
+            f"point it at the pipeline's {layout.RUNS} after at least one run has finished"
         )
     return metrics, relabels
 
@@ -54,7 +56,7 @@ def load_grid(grid_path: str | Path | None, *runs: pd.DataFrame) -> pd.DataFrame
         return pd.concat([frame[CELL] for frame in runs]).drop_duplicates().reset_index(drop=True)
     path = Path(grid_path)
     if not path.is_file():
-        raise UserError(f"--grid {path}: no such file; the workflow writes it (results/grid.csv), or leave --grid out")
+        raise UserError(f"--grid {path}: no such file; the workflow writes it ({layout.GRID}), or leave --grid out")
     grid = pd.read_csv(path)
     absent = [column for column in CELL if column not in grid.columns]
     if absent:
@@ -67,7 +69,7 @@ def load_grid(grid_path: str | Path | None, *runs: pd.DataFrame) -> pd.DataFrame
 def _read_records(root: Path, filename: str) -> pd.DataFrame:
     rows = []
     for path in sorted(root.rglob(filename)):
-        coordinates = _parse_run_path(path.relative_to(root).parent)
+        coordinates = layout.parse_run_dir(path.relative_to(root).parent)
         if coordinates is None:
             print(f"hdl aggregate: skipping {path}: its path lacks {'/'.join(CELL)} segments", file=sys.stderr)
             continue
@@ -79,19 +81,6 @@ def _read_records(root: Path, filename: str) -> pd.DataFrame:
         rows.append({**coordinates, "path": str(path), "record": record})
     frame = pd.DataFrame(rows, columns=RUN + ["path", "record"])
     return _coerce(frame, str(root)) if rows else frame
-
-
-def _parse_run_path(relative_dir: Path) -> dict[str, str | int | None] | None:
-    fields: dict[str, str | int | None] = {"round": None, "variant": None}
-    for part in relative_dir.parts:
-        if part == STAGE1_DIR:
-            fields.update(round=STAGE1_ROUND, variant=STAGE1_VARIANT)
-        elif "~" in part:
-            key, value = part.split("~", 1)
-            fields[key] = value
-    if any(key not in fields for key in CELL) or fields["round"] is None:
-        return None
-    return {key: fields[key] for key in RUN}
 
 
 def _coerce(frame: pd.DataFrame, source: str) -> pd.DataFrame:

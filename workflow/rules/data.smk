@@ -2,12 +2,12 @@ rule split:
     output:
         SPLIT,
     log:
-        f"{LOGS}/split/{SPLITS.wildcard_pattern}.log",
+        layout.split_log(W),
     conda:
         HDL_ENV
     params:
         data=hdl.workflow.data_flags(config),
-        split=hdl.workflow.split_flags(config),
+        split=lambda wildcards: hdl.workflow.split_flags(config, wildcards),
     threads: 1
     resources:
         mem_mb=mem_mb("cpu"),

@@ -3,13 +3,13 @@
 # extra labels stage 2 trains with.
 rule relabel:
     input:
-        f"{CELL}/round~{{round}}/embed.npz",
+        f"{ROUND}/{layout.EMBED}",
     output:
-        labels=f"{CELL}/round~{{round}}/relabel.npz",
-        report=f"{CELL}/round~{{round}}/relabel.json",
-        extra_labels=f"{CELL}/round~{{round}}/extra_labels.npz",
+        labels=f"{ROUND}/{layout.RELABEL}",
+        report=f"{ROUND}/{layout.RELABEL_REPORT}",
+        extra_labels=f"{ROUND}/{layout.EXTRA_LABELS}",
     log:
-        f"{LOGS}/{CELLS.wildcard_pattern}/round~{{round}}/relabel.log",
+        layout.round_log(W, "relabel"),
     conda:
         HDL_ENV
     params:

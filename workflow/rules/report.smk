@@ -6,76 +6,73 @@ localrules:
 
 rule write_grid:
     output:
-        "results/grid.csv",
+        layout.GRID,
     log:
-        f"{LOGS}/write_grid.log",
+        layout.job_log("write_grid"),
     params:
         # the cells themselves, so that a changed grid rewrites the file
-        cells=CELLS.dataframe.to_dict("records"),
+        cells=CELLS.to_dict("records"),
     run:
-        hdl.workflow.write_grid(CELLS.dataframe, output[0], log[0])
+        hdl.workflow.write_grid(CELLS, output[0], log[0])
 
 
 rule aggregate:
     input:
-        grid="results/grid.csv",
-        stage1=expand(f"{CELL}/stage1/metrics.json", zip, **CELLS.dataframe.to_dict("list")),
-        hdl=last_round_outputs("variant~hdl/metrics.json"),
-        baseline=last_round_outputs("variant~baseline/metrics.json"),
+        grid=layout.GRID,
+        stage1=for_every_cell(f"{STAGE1}/{layout.METRICS}"),
+        hdl=for_every_cell(f"{STAGE2}/{layout.METRICS}", round=ROUNDS, variant="hdl"),
+        baseline=for_every_cell(f"{STAGE2}/{layout.METRICS}", round=ROUNDS, variant="baseline"),
         relabel=[
             report_path
             for round_number in range(1, ROUNDS + 1)
-            for report_path in expand(
-                f"{CELL}/round~{round_number}/relabel.json", zip, **CELLS.dataframe.to_dict("list")
-            )
+            for report_path in for_every_cell(f"{ROUND}/{layout.RELABEL_REPORT}", round=round_number)
         ],
     output:
         accuracy=report(
-            "results/tables/accuracy.csv",
+            f"{layout.TABLES}/accuracy.csv",
             caption="../report/accuracy.rst",
             category="Tables",
             labels={"table": "accuracy"},
         ),
-        accuracy_md="results/tables/accuracy.md",
-        accuracy_tex="results/tables/accuracy.tex",
+        accuracy_md=f"{layout.TABLES}/accuracy.md",
+        accuracy_tex=f"{layout.TABLES}/accuracy.tex",
         pseudo_labels=report(
-            "results/tables/pseudo_labels.csv",
+            f"{layout.TABLES}/pseudo_labels.csv",
             caption="../report/pseudo_labels.rst",
             category="Tables",
             labels={"table": "pseudo-labels"},
         ),
-        pseudo_labels_md="results/tables/pseudo_labels.md",
+        pseudo_labels_md=f"{layout.TABLES}/pseudo_labels.md",
         accuracy_plot=report(
-            "results/plots/accuracy.png",
+            f"{layout.PLOTS}/accuracy.png",
             caption="../report/accuracy.rst",
             category="Plots",
             labels={"figure": "accuracy"},
         ),
         hdl_gain_plot=report(
-            "results/plots/hdl_gain.png",
+            f"{layout.PLOTS}/hdl_gain.png",
             caption="../report/hdl_gain.rst",
             category="Plots",
             labels={"figure": "HDL gain"},
         ),
         pseudo_label_plot=report(
-            "results/plots/pseudo_label_accuracy.png",
+            f"{layout.PLOTS}/pseudo_label_accuracy.png",
             caption="../report/pseudo_label_accuracy.rst",
             category="Plots",
             labels={"figure": "pseudo-label accuracy"},
         ),
         curves_plot=report(
-            "results/plots/training_curves.png",
+            f"{layout.PLOTS}/training_curves.png",
             caption="../report/training_curves.rst",
             category="Plots",
             labels={"figure": "training curves"},
         ),
     log:
-        f"{LOGS}/aggregate.log",
+        layout.job_log("aggregate"),
     conda:
         HDL_ENV
     params:
-        # results/runs next to results/grid.csv; tables/ and plots/ go into results/
-        runs_dir=lambda wildcards, input: Path(input.grid).parent / "runs",
-        out_dir=lambda wildcards, output: Path(output.accuracy).parents[1],
+        runs_dir=lambda wildcards, input: layout.RUNS,
+        out_dir=lambda wildcards, output: layout.RESULTS,  # tables/ and plots/ go here
     shell:
         "hdl aggregate --runs-dir {params.runs_dir} --grid {input.grid} --out-dir {params.out_dir} > {log} 2>&1"

@@ -5,17 +5,17 @@
 # that the rerun (or the retry) resumes from it. Later steps find it next to metrics.json.
 rule train_stage1:
     input:
-        split=split_of_cell,
+        split=layout.split_file,
     output:
-        metrics=f"{CELL}/stage1/metrics.json",
+        metrics=f"{STAGE1}/{layout.METRICS}",
     log:
-        run_log("stage1"),
+        layout.stage1_log(W),
     conda:
         HDL_ENV
     params:
         out_dir=lambda wildcards, output: Path(output.metrics).parent,
-        train=lambda wildcards: hdl.workflow.train_flags(config, wildcards.dataset, wildcards.method, stage=1),
-        wandb=lambda wildcards: hdl.workflow.wandb_flags(config, cell_of(wildcards), "stage1"),
+        train=lambda wildcards: hdl.workflow.train_flags(config, wildcards, stage=1),
+        wandb=lambda wildcards: hdl.workflow.wandb_flags(config, wildcards, "stage1"),
         data=hdl.workflow.data_flags(config),
         device=config["device"],
     threads: config["resources"]["train"]["threads"]
@@ -33,18 +33,18 @@ rule train_stage2:
     input:
         unpack(stage2_inputs),
     output:
-        metrics=f"{CELL}/round~{{round}}/variant~{{variant}}/metrics.json",
+        metrics=f"{STAGE2}/{layout.METRICS}",
     log:
-        run_log("round~{round}/variant~{variant}"),
+        layout.stage2_log(W),
     conda:
         HDL_ENV
     params:
         out_dir=lambda wildcards, output: Path(output.metrics).parent,
         start=lambda wildcards, input: checkpoint_of(input.start),
         extra_labels=lambda wildcards, input: f"--extra-labels {input.extra_labels}" if "extra_labels" in input.keys() else "",
-        train=lambda wildcards: hdl.workflow.train_flags(config, wildcards.dataset, wildcards.method, stage=2),
+        train=lambda wildcards: hdl.workflow.train_flags(config, wildcards, stage=2),
         wandb=lambda wildcards: hdl.workflow.wandb_flags(
-            config, cell_of(wildcards), hdl.workflow.stage2_run_name(int(wildcards.round), wildcards.variant, ROUNDS)
+            config, wildcards, hdl.workflow.stage2_run_name(int(wildcards.round), wildcards.variant, ROUNDS)
         ),
         data=hdl.workflow.data_flags(config),
         device=config["device"],
@@ -62,12 +62,13 @@ rule train_stage2:
 
 rule embed:
     input:
-        split=split_of_cell,
-        start=lambda wildcards: cell_path(wildcards, hdl.workflow.start_run(int(wildcards.round), "hdl")),
+        split=layout.split_file,
+        # round R embeds with the model stage 2 of round R continues from, the HDL variant's
+        start=lambda wildcards: f"{layout.start_dir({**dict(wildcards.items()), 'variant': 'hdl'})}/{layout.METRICS}",
     output:
-        f"{CELL}/round~{{round}}/embed.npz",
+        f"{ROUND}/{layout.EMBED}",
     log:
-        run_log("round~{round}/embed"),
+        layout.round_log(W, "embed"),
     conda:
         HDL_ENV
     params:

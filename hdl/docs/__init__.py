@@ -1,0 +1,1 @@
+"""Tools that write the repository's documentation from code (``python -m hdl.docs.config_readme``)."""
