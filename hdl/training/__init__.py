@@ -8,6 +8,6 @@
 - ``checkpoint``: saving and loading, RNG states, metrics.json's summary;
 - ``loop``: the ``Trainer``, which holds the others and steps them.
 
-Nothing here imports ``loop`` except ``hdl.train_cli``, so ``hdl embed`` reads a
-checkpoint and predicts without the training loop.
+No other module here imports ``loop``: ``hdl embed`` reads a checkpoint and predicts
+with ``checkpoint`` and ``inference`` alone.
 """
