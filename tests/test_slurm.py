@@ -77,5 +77,7 @@ def test_tiny_grid_runs_through_the_slurm_profile(local_slurm, tmp_path):
 
     accuracy = (tmp_path / "results/tables/accuracy.md").read_text()
     assert re.search(r"\| FixMatch \+ HDL \| \d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
-    assert re.search(r"\| Δ HDL − FixMatch \(paired\) \| -?\d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
+    # the paired difference over the two seeds: mean [95% interval], "n.s." when the interval holds 0
+    assert re.search(r"\| Δ HDL − FixMatch \(paired\) \| [-+]?\d+\.\d+ \[[-+]?\d+\.\d+, [-+]?\d+\.\d+\]( n\.s\.)? \|",
+                     accuracy), accuracy
     assert (tmp_path / "results/plots/hdl_gain.png").read_bytes()[:4] == b"\x89PNG"
