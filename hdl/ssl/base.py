@@ -1,6 +1,6 @@
 """What every semi-supervised algorithm is: a loss on a batch plus its own state.
 
-The trainer (``hdl.train``) owns everything else: data streams, optimiser, EMA,
+The trainer (``hdl.training.loop``) owns everything else: data streams, optimiser, EMA,
 evaluation, checkpoints.  An algorithm is an ``nn.Module`` so that its state
 (thresholds, distribution estimates, an auxiliary head) is saved and restored
 with ``state_dict()`` together with the checkpoint; auxiliary parameters it
