@@ -7,6 +7,7 @@ the probabilities feed the logit-based labelers it is compared with.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
 
@@ -16,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `hdl train`")
     parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)}; must be the checkpoint's")
-    parser.add_argument("--split", required=True, help="split .npz: its labeled and unlabeled samples are embedded")
-    parser.add_argument("--out", required=True, help="output .npz: embeddings, probs, index, labels, truth")
+    parser.add_argument("--split", required=True, help="split .npz of the checkpoint's cell: its labeled and unlabeled samples are embedded")
+    parser.add_argument("--out", required=True, help="output .npz: embeddings, probs, index, labels, truth, and the cell they belong to")
     add_data_arguments(parser)
     add_device_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -27,24 +28,28 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from hdl.data import load_dataset, load_split
+    from hdl.data import load_dataset
     from hdl.data.augment import Augmenter
     from hdl.errors import UserError
+    from hdl.files import Cell, checkpoint_cell, read_checkpoint, read_split, short_reason
     from hdl.io import save_npz
     from hdl.nets import build_net
-    from hdl.training.checkpoint import load_checkpoint
     from hdl.training.inference import images_to_tensor, predict, uses_bf16
 
     device = setup_device(args)
-    state = load_checkpoint(args.checkpoint)
-    trained_on = state["config"]["dataset"]
-    if trained_on != args.dataset:
-        raise UserError(f"--checkpoint {args.checkpoint} was trained on {trained_on}, not on --dataset {args.dataset}")
+    state = read_checkpoint(args.checkpoint, "--checkpoint", cell=Cell(dataset=args.dataset))
     dataset = load_dataset(args.dataset, args.data_dir, args.download)
-    split = load_split(args.split)
+    cell = dataclasses.replace(checkpoint_cell(state), num_classes=dataset.num_classes)
+    split = read_split(args.split, cell=cell, num_train=len(dataset.train_labels), wanted_by=f"--checkpoint {args.checkpoint}")
 
-    model = build_net(state["config"]["arch"], dataset.num_classes, dataset.channels)
-    model.load_state_dict(state["ema_model"])
+    try:
+        model = build_net(state["config"]["arch"], dataset.num_classes, dataset.channels)
+        model.load_state_dict(state["ema_model"])
+    except (UserError, RuntimeError) as error:
+        raise UserError(
+            f"--checkpoint {args.checkpoint}: its ema_model does not fit {state['config']['arch']} on {args.dataset} "
+            f"({short_reason(error)}); pass a checkpoint.pt written by `hdl train`"
+        ) from None
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         index=index,
         labels=labels,
         truth=dataset.train_labels[index].astype(np.int64),
+        **cell.arrays(),
     )
     print(f"wrote {args.out}: {len(index)} embeddings of dimension {embeddings.shape[1]}")
     return 0

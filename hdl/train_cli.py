@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
 from hdl.errors import UserError
+from hdl.files import CHECKPOINT_KEYS, Cell, read_checkpoint, read_extra_labels, read_split
 
 if TYPE_CHECKING:
     from hdl.training.loop import Trainer
@@ -43,24 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wandb-name")
 
 
-def read_extra_labels(path: str, num_train: int, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not Path(path).is_file():
-        raise UserError(f"--extra-labels {path} does not exist; write it with `hdl relabel ... --extra-labels-out {path}`")
-    with np.load(path) as data:
-        if "index" not in data or "label" not in data:
-            raise UserError(f"--extra-labels {path} needs arrays 'index' and 'label' (and optionally 'weight'); it has {list(data)}")
-        index = data["index"].astype(np.int64)
-        label = data["label"].astype(np.int64)
-        weight = data["weight"].astype(np.float32) if "weight" in data else np.ones(len(index), dtype=np.float32)
-    if not len(index) == len(label) == len(weight):
-        raise UserError(f"--extra-labels {path}: index, label and weight have different lengths")
-    if len(np.unique(index)) != len(index) or (len(index) and (index.min() < 0 or index.max() >= num_train)):
-        raise UserError(f"--extra-labels {path}: indices must be unique and in [0, {num_train})")
-    if len(label) and (label.min() < 0 or label.max() >= num_classes):
-        raise UserError(f"--extra-labels {path}: labels must be in [0, {num_classes})")
-    return index, label, weight
-
-
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The run the arguments describe, its ``--set`` values typed and checked."""
     from hdl.training.settings import RunConfig, resolve_settings
@@ -86,7 +67,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def build_trainer(args: argparse.Namespace) -> Trainer:
     """The Trainer the arguments describe, with its data on the chosen device (nothing trained yet)."""
-    from hdl.data import load_dataset, load_split, make_split
+    from hdl.data import load_dataset, make_split
     from hdl.data.augment import Augmenter
     from hdl.training.loop import Trainer
     from hdl.training.streams import TrainingData
@@ -94,12 +75,19 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
     config = run_config(args)
     device = setup_device(args)
     dataset = load_dataset(config.dataset, args.data_dir, args.download)
+    cell = Cell(config.dataset, config.labels, config.imbalance, config.seed, dataset.num_classes, config.method)
+    num_train = len(dataset.train_labels)
     split = (
-        load_split(config.split)
+        read_split(config.split, cell=cell, num_train=num_train)
         if config.split
         else make_split(dataset.train_labels, dataset.num_classes, config.labels, config.imbalance, config.seed)
     )
-    extra = read_extra_labels(config.extra_labels, len(dataset.train_labels), dataset.num_classes) if config.extra_labels else None
+    extra = (
+        read_extra_labels(config.extra_labels, cell, num_train, dataset.num_classes, split) if config.extra_labels else None
+    )
+    if config.init:  # the loop reads it again; this refuses a bad one before anything runs
+        remedy = "stage 2 continues the same method on the same cell: pass that run's checkpoint.pt (stage 1's, or the last round's)"
+        read_checkpoint(config.init, "--init", CHECKPOINT_KEYS, remedy, cell)
     mean, std = dataset.channel_stats()
     views = Augmenter(mean, std, hflip=dataset.hflip)
     data = TrainingData.build(

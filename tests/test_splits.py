@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from hdl.cli import main
-from hdl.data import load_dataset, load_split, long_tailed_counts, make_split
+from hdl.data import load_dataset, long_tailed_counts, make_split
 from hdl.errors import UserError
+from hdl.files import Cell, read_split
 
 LT_LABELED = [1500, 899, 539, 323, 193, 116, 69, 41, 25, 15]
 LT_UNLABELED = [3000, 1798, 1078, 646, 387, 232, 139, 83, 50, 30]
@@ -68,9 +69,11 @@ def test_split_command_on_digits_writes_a_loadable_deterministic_file(tmp_path, 
     out = tmp_path / "split.npz"
     assert main(["split", "--dataset", "digits", "--labels", "40", "--seed", "2", "--out", str(out)]) == 0
     assert "labeled per class:   [4, 4, 4, 4, 4, 4, 4, 4, 4, 4]" in capsys.readouterr().out
-    split = load_split(out)
+    split = read_split(out, cell=Cell("digits", 40, 1.0, 2, 10), num_train=1438)
     labels = load_dataset("digits").train_labels
     np.testing.assert_array_equal(split.labeled_idx, make_split(labels, 10, 40, seed=2).labeled_idx)
+    with pytest.raises(UserError, match=r"made for dataset=digits, labels=40, imbalance=1, seed=2, num_classes=10, .*differ in seed"):
+        read_split(out, cell=Cell("digits", 40, 1.0, 3, 10))
     assert not list(tmp_path.glob(".split*")), "no temporary file may be left behind"
 
 

@@ -200,10 +200,10 @@ def test_embed_reads_checkpoints_without_the_training_loop(tmp_path):
         "from hdl.cli import main\n"
         f"code = main(['embed', '--checkpoint', {str(tmp_path / 'missing.pt')!r}, '--dataset', 'digits',"
         f" '--split', {str(tmp_path / 'missing.npz')!r}, '--out', {str(tmp_path / 'out.npz')!r}, '--device', 'cpu'])\n"
-        "print(code, 'hdl.training.checkpoint' in sys.modules, 'hdl.training.loop' in sys.modules)\n"
+        "print(code, 'hdl.files' in sys.modules, 'hdl.training.loop' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert "cannot read checkpoint" in result.stderr
+    assert f"--checkpoint {tmp_path / 'missing.pt'}: no such file" in result.stderr
     assert result.stdout.split() == ["2", "True", "False"]  # embed got as far as loading, without the loop
 
 

@@ -1,14 +1,13 @@
 """Data sets, labeled/unlabeled splits and batch augmentations."""
 
 from hdl.data.datasets import DATASET_NAMES, Dataset, load_dataset, read_idx
-from hdl.data.splits import Split, load_split, long_tailed_counts, make_split, save_split
+from hdl.data.splits import Split, long_tailed_counts, make_split, save_split
 
 __all__ = [
     "DATASET_NAMES",
     "Dataset",
     "Split",
     "load_dataset",
-    "load_split",
     "long_tailed_counts",
     "make_split",
     "read_idx",

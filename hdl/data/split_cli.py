@@ -7,6 +7,7 @@ import argparse
 from hdl.cli_options import add_data_arguments
 from hdl.data.datasets import DATASET_NAMES, load_dataset
 from hdl.data.splits import make_split, save_split
+from hdl.files import Cell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="balanced: total labeled budget (N/C per class); long-tailed: N_1, the head class's count")
     parser.add_argument("--imbalance", type=float, default=1.0, help="imbalance factor IF (1 = balanced)")
     parser.add_argument("--seed", type=int, default=0, help="which samples are drawn")
-    parser.add_argument("--out", required=True, help="output .npz with labeled_idx and unlabeled_idx")
+    parser.add_argument("--out", required=True, help="output .npz with labeled_idx, unlabeled_idx and the cell it was made for")
     parser.add_argument("--unlabeled-ratio", type=float, default=2.0,
                         help="long-tailed only: M_1 = ratio * N_1 unlabeled samples in the head class")
     parser.add_argument("--include-labeled", action="store_true",
@@ -34,15 +35,7 @@ def run(args: argparse.Namespace) -> int:
         args.unlabeled_ratio,
         args.include_labeled,
     )
-    save_split(
-        args.out,
-        split,
-        dataset=args.dataset,
-        num_classes=dataset.num_classes,
-        labels=args.labels,
-        imbalance=args.imbalance,
-        seed=args.seed,
-    )
+    save_split(args.out, split, Cell(args.dataset, args.labels, args.imbalance, args.seed, dataset.num_classes))
     print(f"labeled per class:   {split.labeled_counts(dataset.train_labels, dataset.num_classes)}")
     print(f"unlabeled per class: {split.unlabeled_counts(dataset.train_labels, dataset.num_classes)}")
     print(f"wrote {args.out}: {len(split.labeled_idx)} labeled, {len(split.unlabeled_idx)} unlabeled")

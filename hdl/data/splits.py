@@ -13,11 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hdl.errors import UserError
 from hdl.io import save_npz
+
+if TYPE_CHECKING:
+    from hdl.files import Cell
 
 
 def long_tailed_counts(n_max: int, imbalance: float, num_classes: int) -> list[int]:
@@ -85,15 +89,6 @@ def make_split(
     return Split(np.sort(np.concatenate(labeled)).astype(np.int64), np.sort(np.concatenate(unlabeled)).astype(np.int64))
 
 
-def save_split(path: str | Path, split: Split, **metadata) -> None:
-    save_npz(path, labeled_idx=split.labeled_idx, unlabeled_idx=split.unlabeled_idx, **metadata)
-
-
-def load_split(path: str | Path) -> Split:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"split file {path} does not exist; create it with `hdl split ... --out {path}`")
-    with np.load(path) as data:
-        if "labeled_idx" not in data or "unlabeled_idx" not in data:
-            raise UserError(f"{path} is not a split file (needs labeled_idx and unlabeled_idx); recreate it with `hdl split`")
-        return Split(data["labeled_idx"].astype(np.int64), data["unlabeled_idx"].astype(np.int64))
+def save_split(path: str | Path, split: Split, cell: Cell) -> None:
+    """Write ``split`` with the cell it was made for (read it back with ``hdl.files.read_split``)."""
+    save_npz(path, labeled_idx=split.labeled_idx, unlabeled_idx=split.unlabeled_idx, **cell.arrays())

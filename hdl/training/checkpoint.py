@@ -16,17 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from hdl.errors import UserError
+from hdl.files import CHECKPOINT_KEYS, read_checkpoint
 from hdl.io import atomic_path
 
 CHECKPOINT_FORMAT = 1
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a torn, foreign or corrupt file: say which and what to do
-        raise UserError(f"cannot read checkpoint {path}: {error}. Delete it to start the run afresh.") from None
+    """A checkpoint the trainer resumes or continues from, checked by ``hdl.files.read_checkpoint``."""
+    return read_checkpoint(path, None, CHECKPOINT_KEYS, "delete it to start the run afresh")
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -18,7 +18,6 @@ differs; both variants of a cell draw them from the same seeds.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from hdl.errors import UserError
+from hdl.files import read_metrics
 from hdl.io import write_json
 from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
@@ -222,7 +222,8 @@ class Trainer:
         if checkpoint_path.exists():
             self.resume(checkpoint_path)
             if self.step >= steps and metrics_path.exists():
-                return json.loads(metrics_path.read_text())
+                rewrite = "delete it: rerunning this command rewrites it from checkpoint.pt"
+                return read_metrics(metrics_path, self.config.as_dict(), "this run", rewrite)
         elif self.config.init:
             self.continue_from(self.config.init)
 
