@@ -100,23 +100,25 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
     assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank"}
 
 
+# case: (make the bad arrays from good ones, extra flags, what the message says, the file it names)
 BAD_INPUTS = {
-    "shapes disagree": (lambda e, y: (e, y[:-1]), [], "must have shape"),
-    "NaN embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.nan, e), y), [], "NaN or infinite"),
-    "infinite embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.inf, e), y), [], "NaN or infinite"),
-    "label out of range": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, 12, y)), ["--num-classes", "10"], "must lie in"),
-    "label below -1": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, -2, y)), [], "must lie in"),
-    "no labeled sample": (lambda e, y: (e, np.full_like(y, -1)), [], "no labeled sample"),
-    "class without a label": (lambda e, y: (e, np.where(y == 3, -1, y)), [], "classes [3] have no labeled sample"),
-    "k >= N": (lambda e, y: (e, y), ["--k", "1797"], "below the number of samples"),
-    "candidate k >= N": (lambda e, y: (e, y), ["--k-candidates", "5", "5000"], "below the number of samples"),
-    "k not a number": (lambda e, y: (e, y), ["--k", "many"], "'auto' or an integer"),
+    "shapes disagree": (lambda e, y: (e, y[:-1]), [], "must have shape", "labels.npy"),
+    "NaN embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.nan, e), y), [], "NaN or infinite", "embeddings.npy"),
+    "infinite embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.inf, e), y), [], "NaN or infinite", "embeddings.npy"),
+    "label out of range": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, 12, y)), ["--num-classes", "10"], "must lie in [-1, 9]", "labels.npy"),
+    "label below -1": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, -2, y)), [], "must be >= -1", "labels.npy"),
+    "fractional label": (lambda e, y: (e, np.where(np.arange(len(y)) == 0, 0.5, y)), [], "must hold integers", "labels.npy"),
+    "no labeled sample": (lambda e, y: (e, np.full_like(y, -1)), [], "no labeled sample", "labels.npy"),
+    "class without a label": (lambda e, y: (e, np.where(y == 3, -1, y)), [], "1 of 10 classes have no labeled sample [3]", "labels.npy"),
+    "k >= N": (lambda e, y: (e, y), ["--k", "1797"], "below the number of samples", None),
+    "candidate k >= N": (lambda e, y: (e, y), ["--k-candidates", "5", "5000"], "below the number of samples", None),
+    "k not a number": (lambda e, y: (e, y), ["--k", "many"], "'auto' or an integer", None),
 }
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(tmp_path, digits, capsys, case):
-    make_bad, extra_args, message = BAD_INPUTS[case]
+    make_bad, extra_args, message, names = BAD_INPUTS[case]
     images, labels, _, _ = digits
     embeddings, bad_labels = make_bad(images, labels)
     paths = save(tmp_path, embeddings=embeddings, labels=bad_labels)
@@ -124,8 +126,23 @@ def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(tmp_path, dig
     code = main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--out", str(out),
                  "--report", str(report), *extra_args])
     assert code == 2
-    assert message in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert message in error and len(error.splitlines()) == 1
+    assert names is None or str(tmp_path / names) in error
     assert sorted(path.name for path in tmp_path.iterdir()) == ["embeddings.npy", "labels.npy"]
+
+
+def test_a_long_class_list_is_counted_and_cut(tmp_path, capsys):
+    """1,000 classes of which 500 have no label: the message counts them and names the first few."""
+    rng = np.random.default_rng(0)
+    labels = np.full(3000, -1)
+    labels[:500] = np.arange(500)
+    paths = save(tmp_path, embeddings=rng.normal(size=(3000, 8)).astype(np.float32), labels=labels)
+    assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--num-classes", "1000",
+                 "--out", str(tmp_path / "out.npz")]) == 2
+    error = capsys.readouterr().err
+    assert "500 of 1000 classes have no labeled sample [500, 501, 502, 503, 504, 505, 506, 507, ...]" in error
+    assert len(error) < 400
 
 
 def test_missing_labels_are_a_clear_error(tmp_path, capsys):

@@ -9,6 +9,7 @@ import faiss
 import numpy as np
 
 from hdl.errors import UserError
+from hdl.files import cell_arrays
 from hdl.io import save_npz, write_json
 from hdl.labeling import adaptive, baselines, hdl, knn, select
 from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labeler
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         "n_samples": n,
         "n_labeled": int((~unlabeled).sum()),
         "graph": "exact" if n <= args.exact_max_size else "ivf",
+        "cell": None if inputs.cell is None else inputs.cell.known(),
     }
     graph_k = graph.truncate(chosen.k)
     selection, estimated_accuracy = _select(args, inputs, graph_k, chosen)
@@ -106,9 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if inputs.truth is not None:
         report.update(_diagnostics(inputs, graph_k, chosen.k, result, report["coverage"], args.argmax_threshold))
 
-    save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index)
+    cell = cell_arrays(inputs.cell)  # the embeddings' cell, so that `hdl train --extra-labels` can check it
+    save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index, **cell)
     if args.extra_labels_out:
-        save_npz(args.extra_labels_out, index=inputs.index[selection.positions], label=selection.labels, weight=selection.weights)
+        save_npz(args.extra_labels_out, index=inputs.index[selection.positions], label=selection.labels, weight=selection.weights, **cell)
     if args.report:
         write_json(args.report, report)
     chosen_report = report["selection"]
