@@ -88,8 +88,8 @@ def build_results(tmp_path: Path) -> Path:
             write_json(run_dir / "metrics.json", metrics_record(value, method))
             if variant == "stage1":
                 write_json(base / "round~1" / "relabel.json", relabel_record(seed, setting == SETTING_BALANCED))
-    # A run killed while writing: unreadable, so it must count as missing, not as a number.
-    (seed_dir(runs, SETTING_LONG_TAILED, "fixmatch", 0) / "round~1" / "variant~hdl" / "metrics.json").write_text("{")
+    # A run that never finished has no metrics.json: it must count as missing, not as a number.
+    (seed_dir(runs, SETTING_LONG_TAILED, "fixmatch", 0) / "round~1" / "variant~hdl" / "metrics.json").unlink()
     grid = pd.DataFrame(
         [(*setting, method, seed) for setting in (SETTING_BALANCED, SETTING_LONG_TAILED)
          for method in METHODS for seed in SEEDS],
@@ -129,7 +129,7 @@ def test_accuracy_table_cells(aggregated: Path) -> None:
     assert rows["method"] == ["CIFAR-10, 250 labels, balanced", "CIFAR-10, N1=1500, IF=50"]
     assert rows["FixMatch (stage 1 only)"] == ["72.00 ± 2.00", "52.00 ± 2.00"]
     assert rows["FixMatch"] == ["82.00 ± 2.00", "57.00 ± 2.65"]
-    # Balanced: seed 2 missing; long-tailed: seed 0's file unreadable.
+    # Balanced: seed 2 missing; long-tailed: seed 0's run unfinished.
     assert rows["FixMatch + HDL"] == ["84.50 ± 2.12 (n=2)", "59.50 ± 0.71 (n=2)"]
     # Paired per seed: (3, 4) and (3, 0); not the difference of the means (84.50 - 82.00). 95% paired-t
     # interval, 1 degree of freedom: t = tan(0.475 pi) = 12.706; s/sqrt(2) = 0.5 and 1.5.

@@ -8,7 +8,6 @@ Run directories carry their coordinates as ``key~value`` path segments, as
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pandas as pd
 
 from hdl import layout
 from hdl.errors import UserError
+from hdl.files import read_csv, read_metrics, read_relabel_report
 
 SETTING = list(layout.SETTING)
 CELL = list(layout.CELL)
@@ -23,6 +23,8 @@ RUN = list(layout.RUN)
 #: a stage-1 run's variant and round in the frames
 STAGE1_VARIANT = layout.STAGE1
 STAGE1_ROUND = layout.STAGE1_ROUND
+#: how each run file is read and checked
+READERS = {layout.METRICS: read_metrics, layout.RELABEL_REPORT: read_relabel_report}
 COLUMN_TYPES = {"dataset": str, "labels": int, "imbalance": float, "method": str, "seed": int, "round": int}
 
 
@@ -30,9 +32,10 @@ def collect_runs(runs_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every metrics.json and relabel.json under ``runs_dir`` as two frames.
 
     Columns: RUN (``variant`` is "stage1" and ``round`` 0 for stage-1 runs; relabel rows
-    have no variant), ``path`` and ``record`` (the parsed JSON). A file that is not valid
-    JSON belongs to a failed run: it is reported on stderr and left out, so its cell shows
-    as missing.
+    have no variant), ``path`` and ``record`` (the parsed JSON). Each file is checked by
+    ``hdl.files`` (JSON, keys, fractions, the cell it records against its folder's); a bad
+    one is a UserError naming it, since hdl writes them atomically and a torn one means
+    something else went wrong.
     """
     root = Path(runs_dir)
     if not root.is_dir():
@@ -57,7 +60,7 @@ def load_grid(grid_path: str | Path | None, *runs: pd.DataFrame) -> pd.DataFrame
     path = Path(grid_path)
     if not path.is_file():
         raise UserError(f"--grid {path}: no such file; the workflow writes it ({layout.GRID}), or leave --grid out")
-    grid = pd.read_csv(path)
+    grid = read_csv(path, "--grid", f"the workflow writes it ({layout.GRID}), or leave --grid out")
     absent = [column for column in CELL if column not in grid.columns]
     if absent:
         raise UserError(f"--grid {path}: missing column(s) {', '.join(absent)}; expected {', '.join(CELL)}")
@@ -73,11 +76,7 @@ def _read_records(root: Path, filename: str) -> pd.DataFrame:
         if coordinates is None:
             print(f"hdl aggregate: skipping {path}: its path lacks {'/'.join(CELL)} segments", file=sys.stderr)
             continue
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            print(f"hdl aggregate: skipping {path}: unreadable ({error}); its cell shows as missing", file=sys.stderr)
-            continue
+        record = READERS[filename](path, coordinates)
         rows.append({**coordinates, "path": str(path), "record": record})
     frame = pd.DataFrame(rows, columns=RUN + ["path", "record"])
     return _coerce(frame, str(root)) if rows else frame
