@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -71,6 +72,14 @@ def _check_arrays(name: str, images: np.ndarray, labels: np.ndarray, source: Pat
         )
 
 
+def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(
+            f"{path} holds labels in [{labels.min()}, {labels.max()}], but the data set has classes 0 to {num_classes - 1}; "
+            "delete it and fetch it again."
+        )
+
+
 # ---------------------------------------------------------------- CIFAR (pickle batches)
 
 CIFAR_URLS = {
@@ -112,17 +121,28 @@ _CIFAR = {
 }
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as handle:
-        return pickle.load(handle, encoding="bytes")
+def _unpickle(path: Path, keys: tuple[bytes, ...]) -> dict:
+    """A CIFAR pickle batch holding ``keys``; a torn or foreign file is a UserError that names it."""
+    try:
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+    except Exception as error:  # pickle raises many kinds on a torn or foreign file
+        raise UserError(f"{path} is not a readable CIFAR batch ({type(error).__name__}); delete it and fetch it again.") from None
+    if not isinstance(batch, dict) or any(key not in batch for key in keys):
+        raise UserError(f"{path} is not a CIFAR batch with {b', '.join(keys).decode()}; delete it and fetch it again.")
+    return batch
 
 
-def _read_cifar_batches(paths: list[Path], label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_batches(paths: list[Path], label_key: bytes, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for path in paths:
-        batch = _unpickle(path)
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        batch = _unpickle(path, (b"data", label_key))
+        try:
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        except ValueError:
+            raise UserError(f"{path}: its data are no 32x32 RGB images; delete it and fetch it again.") from None
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
+        _check_labels(path, labels[-1], num_classes)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
@@ -141,10 +161,10 @@ def _load_cifar(name: str, data_dir: Path, download: bool) -> Dataset:
             f"Either rerun with download enabled (`--download`, or `download: true` in the config; needs internet), "
             f"or download {CIFAR_URLS[name]} and extract it into {data_dir}/."
         )
-    train_images, train_labels = _read_cifar_batches([root / f for f in layout.train_files], layout.label_key)
-    test_images, test_labels = _read_cifar_batches([root / layout.test_file], layout.label_key)
+    class_names = tuple(n.decode() for n in _unpickle(root / layout.meta_file, (layout.names_key,))[layout.names_key])
+    train_images, train_labels = _read_cifar_batches([root / f for f in layout.train_files], layout.label_key, len(class_names))
+    test_images, test_labels = _read_cifar_batches([root / layout.test_file], layout.label_key, len(class_names))
     _check_arrays(name, train_images, train_labels, root)
-    class_names = tuple(n.decode() for n in _unpickle(root / layout.meta_file)[layout.names_key])
     return Dataset(name, train_images, train_labels, test_images, test_labels, class_names, hflip=True)
 
 
@@ -164,8 +184,11 @@ _FASHION_FILES = {
 def read_idx(path: Path) -> np.ndarray:
     """Read an idx file (the MNIST format), gzipped or not, as a uint8 array of its stated shape."""
     opener: Callable = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as error:  # a torn or foreign .gz
+        raise UserError(f"{path} cannot be read ({type(error).__name__}: {error}); fetch it again.") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise UserError(f"{path} is not an unsigned-byte idx file (bad magic number); fetch it again.")
     ndim = data[3]
@@ -203,7 +226,10 @@ def _fashion_mnist_folder(data_dir: Path, download: bool) -> Path:
 
 def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
     folder = _fashion_mnist_folder(data_dir, download)
-    arrays = {key: read_idx(_find_idx(folder, stem)) for key, stem in _FASHION_FILES.items()}
+    paths = {key: _find_idx(folder, stem) for key, stem in _FASHION_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    for key in ("train_labels", "test_labels"):
+        _check_labels(paths[key], arrays[key], len(FASHION_MNIST_CLASSES))
     train_images = arrays["train_images"][..., None]
     test_images = arrays["test_images"][..., None]
     train_labels = arrays["train_labels"].astype(np.int64)
