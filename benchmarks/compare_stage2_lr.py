@@ -16,6 +16,7 @@ accuracy of each rule and each rule's paired difference from the first rule over
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import subprocess
 import sys
@@ -67,17 +68,17 @@ def main() -> int:
     parser.add_argument("--out", default="results/stage2_lr", help="where the stage-2 runs go")
     parser.add_argument("--steps", type=int, required=True, help="stage-2 steps (the workflow's stage2_steps)")
     parser.add_argument("--rules", nargs="+", required=True, help="stage2_lr values (hdl train checks them); the first is the reference")
-    parser.add_argument("--methods", nargs="+", help="only these methods (default: all found)")
+    parser.add_argument("--cells", nargs="+", default=["*"], help="only cells whose path under --runs matches one of these globs")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (one CPU thread each)")
     parser.add_argument("--metric", default="median_last20_top1")
     args = parser.parse_args()
 
     jobs = []
     for metrics_path in sorted(Path(args.runs).rglob("stage1/metrics.json")):
-        stage1 = json.loads(metrics_path.read_text())
-        if args.methods and stage1["method"] not in args.methods:
-            continue
         cell = metrics_path.parent.parent.relative_to(args.runs)
+        if not any(fnmatch.fnmatch(str(cell), pattern) for pattern in args.cells):
+            continue
+        stage1 = json.loads(metrics_path.read_text())
         for rule in args.rules:
             out = Path(args.out) / cell / rule
             command = stage2_command(stage1, metrics_path.with_name("checkpoint.pt"), rule, args.steps, out)
