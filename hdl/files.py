@@ -378,7 +378,7 @@ def read_split(
         f" --{name} {value:g}" if isinstance(value, float) else f" --{name} {value}"
         for name, value in cell.known().items() if name in ("dataset", "labels", "imbalance", "seed")
     ))
-    source = _source(path, flag, f"make {'it' if cell is None else 'the split of this cell'} with `{command} --out {path}`")
+    source = _source(path, flag, f"make {'it' if cell is None else 'the split of this cell'} with `{command} --out SPLIT.npz`")
     arrays = _open_npz(source, ("labeled_idx", "unlabeled_idx"))
     _check_cell(source, _recorded_cell(source, arrays, legacy=True), cell, wanted_by)
     bound = "" if num_train is None else f" (the training set has {num_train} samples)"
@@ -393,7 +393,7 @@ def read_extra_labels(
     path: str | Path, cell: Cell, num_train: int, num_classes: int, split: Split, flag: str = "--extra-labels"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(index, label, weight) of pseudo-labels for ``split``'s unlabeled samples, made for ``cell``."""
-    source = _source(path, flag, f"write this cell's with `hdl relabel --embeddings EMBED.npz ... --extra-labels-out {path}`")
+    source = _source(path, flag, "write this cell's with `hdl relabel --embeddings ITS_EMBED.npz ... --extra-labels-out EXTRA.npz`")
     arrays = _open_npz(source, ("index", "label"))
     _check_cell(source, _recorded_cell(source, arrays), cell)
     index = _integers(source, "index", arrays["index"], low=0, high=num_train, bound=f" (the training set has {num_train} samples)", unique=True)

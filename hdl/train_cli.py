@@ -27,10 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help=f"one of {', '.join(sorted(REGISTRY))}")
     parser.add_argument("--steps", type=int, required=True, help="optimiser steps T (the cosine schedule spans them)")
     parser.add_argument("--out", required=True, help="run folder: checkpoint.pt and metrics.json go here")
-    parser.add_argument("--split", help="split .npz from `hdl split`; default: made from dataset, labels, imbalance, seed")
+    parser.add_argument("--split", help="split .npz from `hdl split` of this cell (its recorded dataset, labels, imbalance and seed must match); default: made from them")
     parser.add_argument("--arch", default="wrn-28-2", help="wrn-DEPTH-WIDTH: wrn-28-2 (CIFAR-10), wrn-28-8 (CIFAR-100), wrn-10-1 (CPU)")
     parser.add_argument("--init", help="continue this run of the same method (HDL stage 2): weights, EMA, optimiser, method state, clock, LR")
-    parser.add_argument("--extra-labels", help=".npz with index, label[, weight]: pseudo-labels joining the labeled stream")
+    parser.add_argument("--extra-labels", help=".npz with index, label[, weight] (from `hdl relabel --extra-labels-out` of this cell and method): pseudo-labels of unlabeled samples joining the labeled stream")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override a trainer or method hyperparameter (repeatable); a wrong key lists the valid ones")
     add_data_arguments(parser)
