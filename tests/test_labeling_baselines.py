@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hdl.labeling.baselines import Labeling, argmax_labels, knn_vote, label_propagation, thresholded_argmax
+from hdl.labeling.baselines import Labeling, argmax_labels, knn_vote, label_propagation, skipped_at_size, thresholded_argmax
 from hdl.labeling.evaluate import coverage_curve, score_labeler, selected_at_coverage
 from hdl.labeling.knn import KnnGraph, build_knn_graph
 
@@ -84,3 +84,27 @@ def test_knn_vote_handles_fewer_labeled_samples_than_k():
 def test_label_propagation_ignores_missing_neighbours():
     graph = KnnGraph(np.array([[1, -1], [0, -1], [1, 0]]), np.array([[0.9, -np.inf], [0.9, -np.inf], [0.8, 0.7]], dtype=np.float32))
     assert label_propagation(graph, np.array([0, -1, -1]), 1).labels.tolist() == [0, 0, 0]
+
+
+def test_knn_vote_gives_the_dense_histograms_winner_and_share():
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(400, 8)).astype(np.float32)
+    labels = np.full(400, -1)
+    labels[:60] = rng.integers(0, 7, 60)
+    labeling = knn_vote(points, labels, n_classes=7, k=9)
+    vectors = points / np.linalg.norm(points, axis=1, keepdims=True)
+    similarities = vectors @ vectors[:60].T
+    nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :9]
+    votes = np.zeros((400, 7))
+    np.add.at(votes, (np.repeat(np.arange(400), 9), labels[nearest].ravel()), np.maximum(np.take_along_axis(similarities, nearest, 1), 1e-6).ravel())
+    unlabeled = labels < 0
+    assert np.array_equal(labeling.labels[unlabeled], votes.argmax(axis=1)[unlabeled])
+    assert np.allclose(labeling.confidence[unlabeled], (votes.max(axis=1) / votes.sum(axis=1))[unlabeled], atol=1e-6)
+
+
+def test_comparison_labelers_are_skipped_above_their_size_with_the_reason():
+    assert skipped_at_size(50_000, 500, 10, 128) == {}
+    skipped = skipped_at_size(1_281_167, 12_810, 1000, 256)
+    assert set(skipped) == {"knn_vote", "label_propagation"}
+    assert "multiply-adds" in skipped["knn_vote"] and "GiB" in skipped["label_propagation"]
+    assert set(skipped_at_size(1_281_167, 12_810, 10, 256)) == {"knn_vote"}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hdl.labeling.hdl import MIN_VOTE_WEIGHT, hdl_labeling
+from hdl.labeling.hdl import MIN_VOTE_WEIGHT, VOTE_WEIGHTS, WAVE_RULES, HdlResult, hdl_labeling, weighted_vote
 from hdl.labeling.knn import KnnGraph
 
 
@@ -104,49 +104,88 @@ def test_missing_neighbours_of_an_approximate_graph_are_ignored():
     assert result.level.tolist() == [1, 0, 1]
 
 
-def labeling_from_scratch(graph: KnnGraph, labels: np.ndarray, n_classes: int, wave_rule: str, min_agreement: float):
-    """Reference: recompute every count and vote from the whole graph before each wave."""
+def dense_hdl(graph: KnnGraph, labels: np.ndarray, n_classes: int, vote_weight: str, wave_rule: str, min_agreement: float):
+    """Reference: the dense (N, n_classes) vote histogram, recomputed from the whole graph before each wave."""
     labels = labels.copy()
+    n = len(labels)
     level = np.where(labels >= 0, 0, -1)
-    agreement = np.where(labels >= 0, 1.0, 0.0)
-    weights = np.maximum(graph.similarities, MIN_VOTE_WEIGHT)
-    rows = np.repeat(np.arange(len(labels)), graph.k)
-    for wave in range(1, len(labels) + 1):
-        neighbor_labels = labels[graph.neighbors]
-        count = (neighbor_labels >= 0).sum(axis=1)
-        votes = np.zeros((len(labels), n_classes))
-        voted = (neighbor_labels >= 0).ravel()
-        np.add.at(votes, (rows[voted], neighbor_labels.ravel()[voted]), weights.ravel()[voted])
-        candidates = (labels < 0) & (count > 0)
-        if not candidates.any():
+    agreement = np.where(labels >= 0, 1.0, 0.0).astype(np.float32)
+    rank = np.full(n, -1)
+    similarities = graph.similarities.astype(np.float32)
+    weights = (np.maximum(similarities, np.float32(MIN_VOTE_WEIGHT)) if vote_weight == "similarity" else np.ones_like(similarities)).astype(np.float64)
+    rows = np.repeat(np.arange(n), graph.k)
+    next_rank, wave = 0, 0
+    while True:
+        neighbor_labels = np.where(graph.neighbors >= 0, labels[graph.neighbors], -1)
+        voted = neighbor_labels >= 0
+        count = voted.sum(axis=1)
+        votes = np.zeros((n, n_classes))
+        np.add.at(votes, (rows[voted.ravel()], neighbor_labels[voted]), weights[voted])
+        candidates = np.flatnonzero((labels < 0) & (count > 0))
+        if len(candidates) == 0:
             break
-        confident = candidates & (votes.max(axis=1) >= min_agreement * votes.sum(axis=1))
-        candidates = confident if confident.any() else candidates
+        wave += 1
+        if min_agreement > 0:
+            confident = votes[candidates].max(axis=1) >= min_agreement * votes[candidates].sum(axis=1)
+            candidates = candidates[confident] if confident.any() else candidates
         if wave_rule == "max_count":
-            candidates &= count == count[candidates].max()
-        labels[candidates] = votes[candidates].argmax(axis=1)
-        agreement[candidates] = votes[candidates].max(axis=1) / votes[candidates].sum(axis=1)
-        level[candidates] = wave
-    return labels, level, agreement
+            candidates = candidates[count[candidates] == count[candidates].max()]
+        winners = votes[candidates].argmax(axis=1)
+        totals = votes[candidates].sum(axis=1)
+        candidate_agreement = votes[candidates, winners] / totals
+        order = np.lexsort((-totals / count[candidates], -candidate_agreement, -count[candidates]))
+        rank[candidates[order]] = next_rank + np.arange(len(candidates))
+        next_rank += len(candidates)
+        labels[candidates], level[candidates], agreement[candidates] = winners, wave, candidate_agreement
+    return HdlResult(labels, level, agreement, rank, wave)
 
 
-@pytest.mark.parametrize("wave_rule", ["max_count", "frontier"])
-@pytest.mark.parametrize("min_agreement", [0.0, 0.8])
-def test_incremental_updates_equal_recomputing_from_scratch(wave_rule, min_agreement):
-    rng = np.random.default_rng(0)
-    n, k, n_classes = 400, 6, 4
+def random_graph(rng: np.random.Generator, n: int, k: int, tied: bool) -> KnnGraph:
+    """k distinct random neighbours per sample, some missing (-1); similarities nearest first,
+    some negative, and with ``tied`` drawn from a few values so that votes and ranks tie exactly."""
     neighbors = np.stack([rng.choice(np.delete(np.arange(n), i), k, replace=False) for i in range(n)])
-    similarities = np.sort(rng.uniform(-0.2, 1.0, size=(n, k)), axis=1)[:, ::-1]
+    similarities = rng.choice([-0.25, 0.25, 0.5, 0.75, 1.0], size=(n, k)) if tied else rng.uniform(-0.2, 1.0, size=(n, k))
+    similarities = np.sort(similarities, axis=1)[:, ::-1].astype(np.float32)
+    missing = np.arange(k) >= k - rng.integers(0, 3, size=(n, 1))
+    return graph_of(np.where(missing, -1, neighbors), np.where(missing, -np.inf, similarities))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("wave_rule", WAVE_RULES)
+@pytest.mark.parametrize("vote_weight", VOTE_WEIGHTS)
+@pytest.mark.parametrize("min_agreement", [0.0, 0.7])
+def test_sparse_votes_give_exactly_the_dense_histograms_labels(seed, wave_rule, vote_weight, min_agreement):
+    rng = np.random.default_rng(seed)
+    n, k = 300, [3, 6, 12][seed % 3]
+    n_classes = [2, 5, 40][seed // 2]
+    graph = random_graph(rng, n, k, tied=seed % 2 == 0)
     labels = np.full(n, -1)
-    seeds = rng.choice(n, 20, replace=False)
-    labels[seeds] = rng.integers(0, n_classes, 20)
-    graph = graph_of(neighbors, similarities)
-    result = hdl_labeling(graph, labels, n_classes, wave_rule=wave_rule, min_agreement=min_agreement)
-    expected_labels, expected_level, expected_agreement = labeling_from_scratch(graph, labels, n_classes, wave_rule, min_agreement)
-    assert np.array_equal(result.labels, expected_labels)
-    assert np.array_equal(result.level, expected_level)
-    assert np.allclose(result.agreement, expected_agreement, atol=1e-6)
-    assert result.waves == expected_level.max() >= 3
+    seeds = rng.choice(n, 15, replace=False)
+    labels[seeds] = rng.integers(0, n_classes, 15)
+    result = hdl_labeling(graph, labels, n_classes, vote_weight=vote_weight, wave_rule=wave_rule, min_agreement=min_agreement)
+    expected = dense_hdl(graph, labels, n_classes, vote_weight, wave_rule, min_agreement)
+    assert np.array_equal(result.labels, expected.labels)
+    assert np.array_equal(result.level, expected.level)
+    assert np.array_equal(result.agreement, expected.agreement)
+    assert np.array_equal(result.rank, expected.rank)
+    assert result.waves == expected.waves >= 2
+
+
+def test_weighted_vote_matches_a_class_histogram_and_breaks_ties_towards_the_lower_class():
+    rng = np.random.default_rng(0)
+    classes = rng.integers(-1, 6, size=(500, 8))
+    weights = rng.choice([0.25, 0.5, 1.0], size=(500, 8)).astype(np.float32)
+    votes = weighted_vote(classes, weights)
+    histogram = np.zeros((500, 6))
+    voting = classes >= 0
+    np.add.at(histogram, (np.nonzero(voting)[0], classes[voting]), weights[voting])
+    some = voting.any(axis=1)
+    assert np.array_equal(votes.winner, np.where(some, histogram.argmax(axis=1), -1))
+    assert np.array_equal(votes.winner_weight, histogram.max(axis=1))
+    assert np.array_equal(votes.total, histogram.sum(axis=1))
+    assert np.array_equal(votes.count, voting.sum(axis=1))
+    tie = weighted_vote(np.array([[4, 1, 4, 1, -1]]), np.full((1, 5), 0.5, dtype=np.float32))
+    assert tie.winner.tolist() == [1] and tie.total.tolist() == [2.0]
 
 
 def test_rejects_unknown_options():

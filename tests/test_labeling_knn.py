@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from hdl.labeling import knn
 from hdl.labeling.knn import KnnGraph, build_knn_graph, l2_normalize, reverse_index
 
 
@@ -67,3 +68,20 @@ def test_reverse_index_lists_exactly_the_samples_pointing_at_each_sample():
     indptr, sources, slots = reverse_index(graph)
     pointing = {j: sorted(zip(sources[indptr[j] : indptr[j + 1]], slots[indptr[j] : indptr[j + 1]])) for j in range(4)}
     assert pointing == {0: [(1, 0), (2, 0), (3, 1)], 1: [(0, 0)], 2: [(0, 1), (1, 1), (3, 0)], 3: []}
+
+
+def test_cell_by_cell_search_above_faiss_ivf_size_finds_most_true_neighbours(monkeypatch):
+    monkeypatch.setattr(knn, "FAISS_IVF_MAX_SIZE", 1000)
+    points = clustered_points(3000, 16, 10, seed=2)
+    truth = build_knn_graph(points, k=10).neighbors
+    graph = build_knn_graph(points, k=10, exact_max_size=1000, nlist=50, nprobe=8)
+    coarse = build_knn_graph(points, k=10, exact_max_size=1000, nlist=60, nprobe=1)
+    recall = lambda graph: np.mean([len(np.intersect1d(a, b)) for a, b in zip(graph.neighbors, truth)]) / 10
+    assert recall(graph) > 0.9
+    assert recall(coarse) < recall(graph)
+    assert not np.any(graph.neighbors == np.arange(3000)[:, None])
+    vectors = l2_normalize(points)
+    found = graph.neighbors >= 0
+    rows = np.nonzero(found)[0]
+    assert np.allclose(graph.similarities[found], np.einsum("ij,ij->i", vectors[rows], vectors[graph.neighbors[found]]), atol=1e-5)
+    assert np.all(np.diff(graph.similarities, axis=1) <= 0)

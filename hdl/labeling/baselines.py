@@ -12,12 +12,17 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from hdl.labeling.hdl import vote_weights, weighted_vote
 from hdl.labeling.knn import KnnGraph, l2_normalize
 
 ARGMAX_THRESHOLD = 0.95
 PROPAGATION_ALPHA = 0.99
 PROPAGATION_GAMMA = 3.0
 PROPAGATION_ITERATIONS = 20
+# Above these sizes `hdl relabel` skips a comparison labeler and says why (``skipped_at_size``).
+KNN_VOTE_MAX_PRODUCTS = 5e11
+PROPAGATION_DENSE_ARRAYS = 6  # seeds, solution, residual, direction, product, scores
+LABEL_PROPAGATION_MAX_SCORES = 5e7
 
 
 @dataclass(frozen=True)
@@ -29,19 +34,38 @@ class Labeling:
 def knn_vote(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, k: int) -> Labeling:
     """Similarity-weighted vote of each sample's k nearest originally labeled samples.
 
-    Non-hierarchical: the labeled set never grows. Confidence is the winner's vote share.
-    Given labels are kept as they are.
+    Non-hierarchical: the labeled set never grows. The vote is HDL's (``hdl.weighted_vote``,
+    weights ``hdl.vote_weights``), so the two differ only in who votes. Confidence is the
+    winner's vote share. Given labels are kept as they are. ``n_classes`` bounds the labels;
+    no array has a column per class.
     """
+    if labels.max() >= n_classes:
+        raise ValueError(f"labels reach {labels.max()}, beyond n_classes={n_classes}")
     vectors = l2_normalize(embeddings)
     labeled = np.flatnonzero(labels >= 0)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors[labeled])
     similarities, positions = index.search(vectors, min(k, len(labeled)))
-    voter_labels = labels[labeled][positions]
-    votes = np.zeros((len(labels), n_classes))
-    rows = np.repeat(np.arange(len(labels)), positions.shape[1])
-    np.add.at(votes, (rows, voter_labels.ravel()), np.maximum(similarities, 1e-6).ravel())
-    return _keep_given(labels, votes.argmax(axis=1), votes.max(axis=1) / votes.sum(axis=1))
+    votes = weighted_vote(np.where(positions >= 0, labels[labeled][positions], -1), vote_weights(similarities, "similarity"))
+    return _keep_given(labels, votes.winner, votes.winner_weight / votes.total)
+
+
+def skipped_at_size(n: int, n_labeled: int, n_classes: int, dim: int) -> dict[str, str]:
+    """The comparison labelers too large to run on this input, each with the reason."""
+    reasons = {}
+    products = float(n) * n_labeled * dim
+    if products > KNN_VOTE_MAX_PRODUCTS:
+        reasons["knn_vote"] = (
+            f"its exact search of {n} samples among {n_labeled} labeled ones in {dim} dimensions is {products:.1e} "
+            f"multiply-adds, above {KNN_VOTE_MAX_PRODUCTS:.0e}"
+        )
+    if float(n) * n_classes > LABEL_PROPAGATION_MAX_SCORES:
+        reasons["label_propagation"] = (
+            f"its conjugate gradient holds {PROPAGATION_DENSE_ARRAYS} dense (N, classes) float64 arrays, "
+            f"{PROPAGATION_DENSE_ARRAYS * 8 * n * n_classes / 2**30:.1f} GiB for N={n} and {n_classes} classes; "
+            f"it runs up to N x classes = {LABEL_PROPAGATION_MAX_SCORES:.0e}"
+        )
+    return reasons
 
 
 def label_propagation(

@@ -186,15 +186,17 @@ def _selection_report(
 def _diagnostics(
     inputs: RelabelInputs, graph: knn.KnnGraph, k: int, result: hdl.HdlResult, coverage: float, argmax_threshold: float
 ) -> dict:
-    """HDL's accuracy on the unlabeled samples and the comparison labelers' at HDL's coverage."""
+    """HDL's accuracy on the unlabeled samples and the comparison labelers' at HDL's coverage
+    (``skipped``: those too large to run on this input, and why)."""
     start = time.perf_counter()
     truth, labels, unlabeled = inputs.truth, inputs.labels, inputs.labels < 0
     hdl_labeling = baselines.Labeling(result.labels, result.confidence)
-    labelers = {
-        "hdl": hdl_labeling,
-        "knn_vote": baselines.knn_vote(inputs.embeddings, labels, inputs.n_classes, k),
-        "label_propagation": baselines.label_propagation(graph, labels, inputs.n_classes),
-    }
+    skipped = baselines.skipped_at_size(len(labels), int((~unlabeled).sum()), inputs.n_classes, inputs.embeddings.shape[1])
+    labelers = {"hdl": hdl_labeling}
+    if "knn_vote" not in skipped:
+        labelers["knn_vote"] = baselines.knn_vote(inputs.embeddings, labels, inputs.n_classes, k)
+    if "label_propagation" not in skipped:
+        labelers["label_propagation"] = baselines.label_propagation(graph, labels, inputs.n_classes)
     if inputs.probs is not None:
         labelers["argmax"] = baselines.argmax_labels(inputs.probs, labels)
         labelers["argmax_threshold"] = baselines.thresholded_argmax(inputs.probs, labels, argmax_threshold)
@@ -210,6 +212,7 @@ def _diagnostics(
         "per_class": hdl_score["per_class"],
         "per_level": per_level_accuracy(result.level[reached], result.labels[reached] == truth[reached]),
         "comparison": comparison,
+        "skipped": skipped,
         "coverage_curve": {name: coverage_curve(labeling, truth, unlabeled) for name, labeling in labelers.items()},
         "seconds_diagnostics": time.perf_counter() - start,
     }
