@@ -12,7 +12,7 @@ import torch
 
 from hdl.cli import main
 from hdl.ssl import REGISTRY
-from hdl.training.loop import Trainer
+from training_fixtures import train_interrupted_at
 
 ARGUMENTS = [
     "train", "--dataset", "digits", "--labels", "40", "--seed", "3",
@@ -49,10 +49,6 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path):
     assert len(resumed["history"]) == 6
 
 
-class Interrupted(Exception):
-    pass
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(REGISTRY))
 def test_every_method_resumes_exactly(tmp_path, monkeypatch, method):
@@ -63,17 +59,7 @@ def test_every_method_resumes_exactly(tmp_path, monkeypatch, method):
         "--set", "eval_every=5", "--set", "save_every=10",
     ]
     assert main([*arguments, "--out", str(tmp_path / "uninterrupted")]) == 0
-    train_step = Trainer.train_step
-
-    def interrupt_at_step_13(trainer):
-        if trainer.step == 13:
-            raise Interrupted
-        return train_step(trainer)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "train_step", interrupt_at_step_13)
-        with pytest.raises(Interrupted):
-            main([*arguments, "--out", str(tmp_path / "interrupted")])
+    train_interrupted_at(monkeypatch, 13, [*arguments, "--out", str(tmp_path / "interrupted")])
     assert torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)["step"] == 10
     assert main([*arguments, "--out", str(tmp_path / "interrupted")]) == 0
     resumed, uninterrupted = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("interrupted", "uninterrupted"))

@@ -7,7 +7,7 @@ import torch
 
 from hdl.cli import build_parser, main
 from hdl.training.averaging import warmed_up_decay
-from hdl.training.loop import Trainer
+from training_fixtures import train_interrupted_at
 from hdl.training.optim import cosine_lr, stage2_learning_rate
 from hdl.train_cli import build_trainer
 
@@ -121,26 +121,12 @@ def test_warmed_up_averages_start_fast_and_reach_the_published_values():
     assert 1 - warmed_up_decay(1.0, 2**20) < 0.001  # BatchNorm momentum back at its published 0.001
 
 
-class Interrupted(Exception):
-    pass
-
-
 def test_an_interrupted_stage2_resumes_exactly(tmp_path, monkeypatch):
     init = stage1(tmp_path, "freematch", "--set", "uratio=2")
     _, argv = stage2_args(tmp_path, "freematch", init, 6, "--set", "save_every=3", "--set", "stage2_lr=anneal")
     uninterrupted_argv = [*argv, "--out", str(tmp_path / "uninterrupted")]  # the last --out wins
     assert main(uninterrupted_argv) == 0
-    train_step = Trainer.train_step
-
-    def interrupt_at_step_4(trainer):
-        if trainer.step == 4:
-            raise Interrupted
-        return train_step(trainer)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "train_step", interrupt_at_step_4)
-        with pytest.raises(Interrupted):
-            main(argv)
+    train_interrupted_at(monkeypatch, 4, argv)
     assert main(argv) == 0
     resumed, uninterrupted = (json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("stage2", "uninterrupted"))
     assert resumed["history"] == uninterrupted["history"] and len(resumed["history"]) == 6

@@ -1,0 +1,25 @@
+"""Helpers for training tests."""
+
+import pytest
+
+from hdl.cli import main
+from hdl.training.loop import Trainer
+
+
+class Interrupted(Exception):
+    pass
+
+
+def train_interrupted_at(monkeypatch, step: int, argv: list[str]) -> None:
+    """Run `hdl <argv>` in-process and stop it, as a kill would, when the trainer is about to take ``step``."""
+    train_step = Trainer.train_step
+
+    def interrupt(trainer):
+        if trainer.step == step:
+            raise Interrupted
+        return train_step(trainer)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", interrupt)
+        with pytest.raises(Interrupted):
+            main(argv)
