@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as nnf
 
+from hdl.errors import UserError
 from hdl.ssl import StepContext, build_algorithm, config_fields
 from hdl.ssl.remixmatch import rotate_quarters
 from ssl_fixtures import NUM_CLASSES, PixelNet, StandInViews, TinyNet, gradients, papers_mixup, random_batch, train_a_few_steps
@@ -150,3 +151,13 @@ def test_a_few_training_steps_give_finite_loss_and_train_the_rotation_head():
     assert logs["rampup"] == 1.0 and logs["loss_rot"] > 0 and logs["loss_kl"] > 0
     # training (pseudo-labels included) never moves the alignment target off the split's distribution
     assert torch.equal(algorithm.target_distribution(), torch.full((3,), 1 / 3))
+
+
+def test_alignment_target_can_be_uniform_as_in_usbs_long_tailed_configs():
+    algorithm = build_algorithm(
+        "remixmatch", NUM_CLASSES, TinyNet.feature_dim, {"alignment_target": "uniform"},
+        labeled_distribution=torch.tensor([3.0, 2.0, 1.0]),
+    )
+    assert torch.allclose(algorithm.target_distribution(), torch.full((3,), 1 / 3))
+    with pytest.raises(UserError, match="alignment_target"):
+        build_algorithm("remixmatch", NUM_CLASSES, TinyNet.feature_dim, {"alignment_target": "head"})

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from hdl.errors import UserError
 from hdl.ssl.base import Algorithm, Batch, StepContext, register
 from hdl.ssl.ops import (
     align_distribution,
@@ -44,6 +45,7 @@ from hdl.ssl.ops import (
 )
 
 NUM_ROTATIONS = 4
+ALIGNMENT_TARGETS = ("labeled", "uniform")
 
 
 def rotate_quarters(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,9 +71,12 @@ class ReMixMatch(Algorithm):
         lambda_rot: float = 0.5  # rotation prediction (reference ``w_rot``, USB ``rot_loss_ratio``)
         rampup_fraction: float = 1 / 64  # lambda_u, lambda_kl ramp up over this share of steps (reference, USB)
         alignment_batches: int = 128  # batches in p_model's running average (reference ``dbuf``)
+        alignment_target: str = "labeled"  # p_target: the given labels' distribution, or "uniform" (USB's long-tailed configs)
 
     def __init__(self, num_classes: int, feature_dim: int, config: Config, labeled_distribution: torch.Tensor | None = None):
         super().__init__(num_classes, feature_dim, config, labeled_distribution)
+        if config.alignment_target not in ALIGNMENT_TARGETS:
+            raise UserError(f"--set alignment_target={config.alignment_target}: must be one of {', '.join(ALIGNMENT_TARGETS)}")
         self.rotation_head = nn.Linear(feature_dim, NUM_ROTATIONS)
         nn.init.xavier_normal_(self.rotation_head.weight)  # the reference's glorot_normal
         nn.init.zeros_(self.rotation_head.bias)
@@ -83,7 +88,9 @@ class ReMixMatch(Algorithm):
         return mean / mean.sum()
 
     def target_distribution(self) -> torch.Tensor:
-        """p_target: class distribution of the split's given labels."""
+        """p_target: class distribution of the split's given labels, or uniform (``alignment_target``)."""
+        if self.config.alignment_target == "uniform":
+            return torch.full_like(self.labeled_distribution, 1.0 / self.num_classes)
         return self.labeled_distribution
 
     @torch.no_grad()
