@@ -5,12 +5,11 @@ the graph for any smaller k is a column prefix (``graph.truncate(k)``). Missing 
 (an approximate search that found fewer than ``k`` candidates) are ``-1`` with similarity ``-inf``.
 
 Up to ``EXACT_MAX_SIZE`` samples the search is exact; above, it is an inverted-file (IVF)
-search that compares each sample with the samples of the ``nprobe`` cells nearest it. Up to
-``FAISS_IVF_MAX_SIZE`` samples that is faiss's IVF-Flat index. Above, where its k-means and
-its assignment of all samples cost N x cells distances each and its query-by-query scans of
-scattered lists are slow (minutes at a million samples on 2 cores), the cells come from a two-level k-means (sqrt(cells) cells, each split again, so that no step
-costs N x cells distances) and the search runs cell by cell: a cell's samples meet all the
-samples that probe it in one matrix product, and the results merge into a top-k heap per sample.
+search: k-means cells, and each sample compared with the samples of its ``nprobe`` nearest
+cells. Up to ``FAISS_IVF_MAX_SIZE`` samples that is faiss's IVF-Flat index. Above, faiss scans
+the lists query by query, reading a scattered few thousand vectors per query from memory; the
+cell-by-cell search instead compares each cell's samples with all the samples that probe it in
+one matrix product (BLAS) and merges the results into a top-k heap per sample.
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ IVF_NPROBE = 8  # 96% recall@20 on Fashion-MNIST pixels (60k) with faiss's IVF, 
 # defaults (256 points per cell, 25 iterations) made training the slowest step.
 IVF_TRAIN_POINTS_PER_CELL = 64
 IVF_TRAIN_ITERATIONS = 10
-# A sample's nprobe nearest cells are looked for among this many cells nearest its own.
-PROBE_CANDIDATES = 32
+CELL_TRAIN_POINTS_PER_CELL = 32  # the cell-by-cell search's k-means, over more cells
 CHUNK_ROWS = 65_536  # rows normalised or searched at a time, to bound the temporary copies
 
 
@@ -58,8 +56,10 @@ def l2_normalize(embeddings: np.ndarray) -> np.ndarray:
     return vectors
 
 
-def default_nlist(n: int) -> int:
-    return max(1, int(4 * np.sqrt(n)))
+def default_nlist(n: int, nprobe: int = IVF_NPROBE) -> int:
+    """IVF cells for N samples: 4 sqrt(N) for faiss's index; sqrt(nprobe N) for the cell-by-cell
+    search, which balances assigning the samples to cells against searching them."""
+    return max(1, int(np.sqrt(nprobe * n) if n > FAISS_IVF_MAX_SIZE else 4 * np.sqrt(n)))
 
 
 def build_knn_graph(
@@ -73,17 +73,17 @@ def build_knn_graph(
     """k nearest neighbours (self excluded) of every row by cosine similarity.
 
     Exact inner-product search when N <= ``exact_max_size``; above it an IVF search with
-    ``nlist`` cells (default 4 sqrt(N)) and each sample's ``nprobe`` nearest cells searched:
-    faiss's IVF-Flat index up to FAISS_IVF_MAX_SIZE samples, the cell-by-cell search above.
+    ``nlist`` cells and each sample's ``nprobe`` nearest cells searched: faiss's IVF-Flat index
+    up to FAISS_IVF_MAX_SIZE samples, the cell-by-cell search above (default cells: ``default_nlist``).
     faiss uses as many threads as OpenMP gives it (``faiss.omp_set_num_threads``).
     """
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"k={k} must be at least 1 and below the number of samples N={n}")
     vectors = l2_normalize(embeddings)
-    cells = min(nlist or default_nlist(n), n)
+    cells = min(nlist or default_nlist(n, nprobe), n)
     if n > max(exact_max_size, FAISS_IVF_MAX_SIZE):
-        return _cell_by_cell_search(vectors, k, _two_level_cells(vectors, cells, seed), min(nprobe, cells))
+        return _cell_by_cell_search(vectors, k, cells, min(nprobe, cells), seed)
     if n <= exact_max_size:
         index = faiss.IndexFlatIP(vectors.shape[1])
     else:
@@ -98,71 +98,28 @@ def build_knn_graph(
     return _drop_self(neighbors, similarities, np.arange(n), k)
 
 
-def _kmeans(vectors: np.ndarray, n_centroids: int, seed: int) -> np.ndarray:
-    """Centroids of a k-means on at most IVF_TRAIN_POINTS_PER_CELL samples per centroid."""
-    if n_centroids >= len(vectors):
-        return np.ascontiguousarray(vectors[:n_centroids])
-    kmeans = faiss.Kmeans(
-        vectors.shape[1], n_centroids, niter=IVF_TRAIN_ITERATIONS, seed=seed,
-        max_points_per_centroid=IVF_TRAIN_POINTS_PER_CELL, min_points_per_centroid=1,
-    )
-    kmeans.train(np.ascontiguousarray(vectors))
-    return kmeans.centroids
-
-
-def _nearest_centroid(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    cell = np.empty(len(vectors), dtype=np.int64)
-    for start in range(0, len(vectors), CHUNK_ROWS):
-        cell[start : start + CHUNK_ROWS] = faiss.knn(np.ascontiguousarray(vectors[start : start + CHUNK_ROWS]), centroids, 1)[1][:, 0]
-    return cell
-
-
-def _two_level_cells(vectors: np.ndarray, cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cell of every sample, centroids): sqrt(cells) top cells, each split in proportion to its size.
-
-    Each sample is compared with sqrt(cells) top centroids and its top cell's subcentroids, not
-    with all ``cells`` centroids.
-    """
+def _cell_by_cell_search(vectors: np.ndarray, k: int, cells: int, nprobe: int, seed: int) -> KnnGraph:
+    """Every sample's k nearest among the samples of its ``nprobe`` nearest cells, cell by cell:
+    each cell's samples are compared at once with all the samples that probe it, and the
+    results merge into one top-k heap per sample."""
     n = len(vectors)
     rng = np.random.default_rng(seed)
-    tops = max(1, int(round(np.sqrt(cells))))
-    sample = np.sort(rng.choice(n, min(n, tops * IVF_TRAIN_POINTS_PER_CELL), replace=False))
-    top = _nearest_centroid(vectors, _kmeans(vectors[sample], tops, seed))
-    members = np.argsort(top, kind="stable")
-    top_sizes = np.bincount(top, minlength=tops)
-    bounds = np.r_[0, np.cumsum(top_sizes)]
-    splits = np.maximum(1, np.round(cells * top_sizes / n).astype(np.int64)) * (top_sizes > 0)
-    cell = np.empty(n, dtype=np.int64)
-    centroids = []
-    offset = 0
-    for t in np.flatnonzero(top_sizes):
-        points = members[bounds[t] : bounds[t + 1]]
-        train = points if len(points) <= splits[t] * IVF_TRAIN_POINTS_PER_CELL else np.sort(
-            rng.choice(points, splits[t] * IVF_TRAIN_POINTS_PER_CELL, replace=False)
-        )
-        sub_centroids = _kmeans(vectors[train], int(splits[t]), seed)
-        cell[points] = offset + _nearest_centroid(vectors[points], sub_centroids)
-        centroids.append(sub_centroids)
-        offset += len(sub_centroids)
-    return cell, np.concatenate(centroids)
-
-
-def _cell_by_cell_search(vectors: np.ndarray, k: int, cells: tuple[np.ndarray, np.ndarray], nprobe: int) -> KnnGraph:
-    """Every sample's k nearest among the samples of its ``nprobe`` nearest cells, cell by cell:
-    each cell's samples are compared at once with all the samples that probe it (one matrix
-    product), and the results merge into one top-k heap per sample."""
-    cell, centroids = cells
-    n, n_cells = len(vectors), len(centroids)
-    members = np.argsort(cell, kind="stable")
-    bounds = np.r_[0, np.cumsum(np.bincount(cell, minlength=n_cells))]
-    probes = _nearest_cells(vectors, centroids, members, bounds, nprobe)
-    probing = np.argsort(probes.ravel(), kind="stable") // nprobe  # samples probing each cell, by cell
-    probing_bounds = np.r_[0, np.cumsum(np.bincount(probes.ravel(), minlength=n_cells))]
+    train = np.sort(rng.choice(n, min(n, cells * CELL_TRAIN_POINTS_PER_CELL), replace=False))
+    kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=IVF_TRAIN_ITERATIONS, seed=seed, min_points_per_centroid=1)
+    kmeans.train(vectors[train])
+    probes = np.empty((n, nprobe), dtype=np.int64)  # nearest cells first
+    for start in range(0, n, CHUNK_ROWS):
+        probes[start : start + CHUNK_ROWS] = faiss.knn(vectors[start : start + CHUNK_ROWS], kmeans.centroids, nprobe)[1]
+    members = np.argsort(probes[:, 0], kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(probes[:, 0], minlength=cells))]
+    probing = np.argsort(probes.ravel(), kind="stable") // nprobe  # the samples probing each cell, by cell
+    probing_bounds = np.r_[0, np.cumsum(np.bincount(probes.ravel(), minlength=cells))]
     heap = faiss.ResultHeap(n, k + 1, keep_max=True)
-    for c in np.flatnonzero(np.diff(bounds)):
-        queries = probing[probing_bounds[c] : probing_bounds[c + 1]]
-        base = members[bounds[c] : bounds[c + 1]]
-        heap.add_result_subset(queries, vectors[queries] @ vectors[base].T, base)
+    for cell in np.flatnonzero(np.diff(bounds)):
+        queries = probing[probing_bounds[cell] : probing_bounds[cell + 1]]
+        base = members[bounds[cell] : bounds[cell + 1]]
+        similarities, found = faiss.knn(vectors[queries], vectors[base], min(k + 1, len(base)), faiss.METRIC_INNER_PRODUCT)
+        heap.add_result_subset(queries, similarities, np.where(found >= 0, base[found], -1))
     heap.finalize()
     neighbors = np.empty((n, k), dtype=np.int64)
     similarities = np.empty((n, k), dtype=np.float32)
@@ -171,20 +128,6 @@ def _cell_by_cell_search(vectors: np.ndarray, k: int, cells: tuple[np.ndarray, n
         block = _drop_self(heap.I[rows], heap.D[rows], rows, k)
         neighbors[rows], similarities[rows] = block.neighbors, block.similarities
     return KnnGraph(neighbors, similarities)
-
-
-def _nearest_cells(vectors: np.ndarray, centroids: np.ndarray, members: np.ndarray, bounds: np.ndarray, nprobe: int) -> np.ndarray:
-    """(N, nprobe) cells nearest each sample (L2), looked for among the PROBE_CANDIDATES cells
-    nearest its own cell's centroid rather than among all cells."""
-    candidates = faiss.knn(centroids, centroids, min(max(PROBE_CANDIDATES, nprobe), len(centroids)))[1]
-    squared_norms = (centroids**2).sum(axis=1)
-    probes = np.empty((len(vectors), nprobe), dtype=np.int64)
-    for c in np.flatnonzero(np.diff(bounds)):
-        queries = members[bounds[c] : bounds[c + 1]]
-        near = candidates[c]
-        distances = squared_norms[near] - 2 * (vectors[queries] @ centroids[near].T)  # up to the query's own norm
-        probes[queries] = near[np.argsort(distances, axis=1, kind="stable")[:, :nprobe]]
-    return probes
 
 
 def _drop_self(neighbors: np.ndarray, similarities: np.ndarray, rows: np.ndarray, k: int) -> KnnGraph:
