@@ -101,6 +101,18 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
 
 
 # case: (make the bad arrays from good ones, extra flags, what the message says, the file it names)
+def test_one_label_per_class_cannot_calibrate_the_selection(tmp_path, digits, capsys):
+    images, _, truth, _ = digits
+    labels = np.full(len(truth), -1)
+    labels[[np.flatnonzero(truth == c)[0] for c in range(10)]] = np.arange(10)
+    paths = save(tmp_path, embeddings=images, labels=labels)
+    assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--k", "5",
+                 "--out", str(tmp_path / "out.npz")]) == 2
+    assert "--selection all" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
+    assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--k", "5",
+                 "--out", str(tmp_path / "out.npz"), "--selection", "all"]) == 0
+
+
 BAD_INPUTS = {
     "shapes disagree": (lambda e, y: (e, y[:-1]), [], "must have shape", "labels.npy"),
     "NaN embedding": (lambda e, y: (np.where(np.arange(len(e))[:, None] == 3, np.nan, e), y), [], "NaN or infinite", "embeddings.npy"),

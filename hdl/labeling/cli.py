@@ -132,6 +132,11 @@ def _select(
     threshold = estimated_accuracy = None
     if args.selection == "confident":
         hidden_confidences = [select.hdl_confidence(args.confidence, graph, run.result)[run.hidden] for run in chosen.holdout]
+        if not any(len(confidences) for confidences in hidden_confidences):
+            raise UserError(
+                "--selection confident needs hidden given labels to calibrate on, but no class has two labels; "
+                "label at least two samples of some class, or pass --selection all"
+            )
         threshold = select.calibrate_threshold(hidden_confidences, args.selection_quantile)
         recovered = np.concatenate([run.result.labels[run.hidden] == inputs.labels[run.hidden] for run in chosen.holdout])
         estimated_accuracy = float(recovered[np.concatenate(hidden_confidences) >= threshold].mean())
