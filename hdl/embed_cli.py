@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from hdl.data import load_dataset
     from hdl.data.augment import Augmenter
     from hdl.errors import UserError
-    from hdl.files import Cell, checkpoint_cell, read_checkpoint, read_split, short_reason
+    from hdl.cell import Cell
+    from hdl.files import checkpoint_cell, read_checkpoint, read_split, short_reason
     from hdl.io import save_npz
     from hdl.nets import build_net
     from hdl.training.inference import images_to_tensor, predict, uses_bf16

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hdl.cell import Cell
 from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
 from hdl.errors import UserError
-from hdl.files import CHECKPOINT_KEYS, Cell, read_checkpoint, read_extra_labels, read_split
+from hdl.files import CHECKPOINT_KEYS, read_checkpoint, read_extra_labels, read_split
 
 if TYPE_CHECKING:
     from hdl.training.loop import Trainer

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 import torch
 
+from hdl.cell import Cell
 from hdl.cli import SUBCOMMANDS, main
 from hdl.errors import UserError
-from hdl.files import CHECKPOINT_KEYS, Cell, read_checkpoint, read_embeddings, read_extra_labels, read_metrics
+from hdl.files import CHECKPOINT_KEYS, read_checkpoint, read_embeddings, read_extra_labels, read_metrics
 from hdl.files import read_relabel_output, read_relabel_report, read_split
 
 CELL_FLAGS = ["--dataset", "digits", "--labels", "40", "--seed", "0"]

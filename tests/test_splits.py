@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from hdl.cell import Cell
 from hdl.cli import main
 from hdl.data import load_dataset, long_tailed_counts, make_split
 from hdl.errors import UserError
-from hdl.files import Cell, read_split
+from hdl.files import read_split
 
 LT_LABELED = [1500, 899, 539, 323, 193, 116, 69, 41, 25, 15]
 LT_UNLABELED = [3000, 1798, 1078, 646, 387, 232, 139, 83, 50, 30]

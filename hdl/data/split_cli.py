@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from hdl.cell import Cell
 from hdl.cli_options import add_data_arguments
 from hdl.data.datasets import DATASET_NAMES, load_dataset
 from hdl.data.splits import make_split, save_split
-from hdl.files import Cell
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

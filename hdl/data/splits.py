@@ -13,15 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hdl.cell import Cell
 from hdl.errors import UserError
 from hdl.io import save_npz
-
-if TYPE_CHECKING:
-    from hdl.files import Cell
 
 
 def long_tailed_counts(n_max: int, imbalance: float, num_classes: int) -> list[int]:

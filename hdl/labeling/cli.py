@@ -8,8 +8,8 @@ import time
 import faiss
 import numpy as np
 
+from hdl.cell import cell_arrays
 from hdl.errors import UserError
-from hdl.files import cell_arrays
 from hdl.io import save_npz, write_json
 from hdl.labeling import adaptive, baselines, hdl, knn, select
 from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labeler

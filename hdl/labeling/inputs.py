@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hdl.cell import Cell
 from hdl.errors import UserError
-from hdl.files import Cell, preview, read_array, read_embeddings
+from hdl.files import preview, read_array, read_embeddings
 
 
 @dataclass(frozen=True)
