@@ -15,8 +15,8 @@ from hdl.errors import UserError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "split": ("hdl.data.split_cli", "write the labeled/unlabeled indices of one grid cell"),
-    "train": ("hdl.train_cli", "train a semi-supervised model (stage 1 or 2)"),
-    "embed": ("hdl.embed_cli", "write a checkpoint's embeddings and probabilities"),
+    "train": ("hdl.training.train_cli", "train a semi-supervised model (stage 1 or 2)"),
+    "embed": ("hdl.training.embed_cli", "write a checkpoint's embeddings and probabilities"),
     "relabel": ("hdl.labeling.cli", "pseudo-label unlabeled samples with HDL"),
     "aggregate": ("hdl.report.cli", "collect metrics into tables, plots and a report"),
 }

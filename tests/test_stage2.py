@@ -9,7 +9,7 @@ from hdl.cli import build_parser, main
 from hdl.training.averaging import warmed_up_decay
 from training_fixtures import train_interrupted_at
 from hdl.training.optim import cosine_lr, stage2_learning_rate
-from hdl.train_cli import build_trainer
+from hdl.training.train_cli import build_trainer
 
 TINY = [
     "--dataset", "digits", "--labels", "40", "--seed", "0", "--arch", "wrn-10-1", "--threads", "1", "--no-progress",

@@ -12,7 +12,7 @@ from hdl.cli import build_parser, main
 from hdl.data import load_dataset
 from hdl.errors import UserError
 from hdl.nets import build_net
-from hdl.train_cli import run_config
+from hdl.training.train_cli import run_config
 from hdl.ssl import REGISTRY
 from hdl.ssl.fixmatch import FixMatch
 from hdl.ssl.supervised import Supervised

@@ -1,4 +1,4 @@
-"""Training, one idea per module; ``hdl train`` (``hdl.train_cli``) puts them together.
+"""Training, one idea per module, and the two commands that use them: ``hdl train`` and ``hdl embed``.
 
 - ``settings``: what a run is (``RunConfig``, ``TrainConfig``), parsed once from ``--set key=value``;
 - ``streams``: the run's data on the device and its epoch-shuffled index streams;
@@ -6,8 +6,10 @@
 - ``optim``: SGD and the learning-rate schedules;
 - ``inference``: predictions in batches, bf16 autocast, accuracy;
 - ``checkpoint``: saving and loading, RNG states, metrics.json's summary;
-- ``loop``: the ``Trainer``, which holds the others and steps them.
+- ``loop``: the ``Trainer``, which holds the others and steps them;
+- ``train_cli``: ``hdl train``, which builds a ``Trainer`` from the command line and runs it;
+- ``embed_cli``: ``hdl embed``, a checkpoint's embeddings and probabilities.
 
-No other module here imports ``loop``: ``hdl embed`` reads a checkpoint and predicts
-with ``checkpoint`` and ``inference`` alone.
+Only ``train_cli`` imports ``loop``: ``hdl embed`` reads a checkpoint and predicts with
+``checkpoint`` and ``inference`` alone, without importing the training loop.
 """
