@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection, PolyCollection
 
 from hdl.cli import main
+from hdl.report import plots
 from hdl.report.collect import collect_runs, load_grid
 from hdl.report.render import to_markdown
 from hdl.report.stats import DEFAULT_METRIC, accuracy_seed_values, accuracy_statistics, last_round
@@ -279,6 +282,33 @@ def test_plots_are_written(aggregated: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 20_000
     assert not list((results / "plots").glob(".*")), "temporary files left behind"
+
+
+def test_bands_stay_within_what_an_accuracy_can_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two seeds at 99% and 65%: mean ± std reaches 106%, but every band and whisker stops at 100%."""
+    runs = tmp_path / "runs"
+    for seed, value in ((0, 0.99), (1, 0.65)):
+        base = seed_dir(runs, SETTING_BALANCED, "fixmatch", seed)
+        write_json(base / "stage1" / "metrics.json", metrics_record(value, "fixmatch"))
+        for variant in ("baseline", "hdl"):
+            write_json(base / "round~1" / f"variant~{variant}" / "metrics.json", metrics_record(value, "fixmatch"))
+        curve = [{"coverage": 0.5, "accuracy": value}, {"coverage": 0.9, "accuracy": value - 0.1 * seed}]
+        write_json(base / "round~1" / "relabel.json", {**relabel_record(seed, True), "coverage_curve": {"hdl": curve}})
+    pd.DataFrame([(*SETTING_BALANCED, "fixmatch", seed) for seed in (0, 1)],
+                 columns=["dataset", "labels", "imbalance", "method", "seed"]).to_csv(tmp_path / "grid.csv", index=False)
+    figures = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.stem, fig))
+    assert aggregate(tmp_path) == 0
+
+    def drawn_heights(name: str, kind: type) -> np.ndarray:
+        collections = [c for axis in figures[name].axes for c in axis.collections if isinstance(c, kind)]
+        assert collections, f"{name} draws no {kind.__name__}"
+        return np.concatenate([path.vertices[:, 1] for c in collections for path in c.get_paths()])
+
+    for name, kind in (("pseudo_label_accuracy", PolyCollection), ("training_curves", PolyCollection),
+                       ("accuracy", LineCollection)):
+        heights = drawn_heights(name, kind)
+        assert heights.min() >= 0.0 and heights.max() == pytest.approx(100.0), name  # reached 100 and was cut there
 
 
 def test_last_round_is_shown(results: Path) -> None:

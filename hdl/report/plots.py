@@ -13,7 +13,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hdl.io import atomic_path  # noqa: E402
-from hdl.report.collect import SETTING, STAGE1_VARIANT  # noqa: E402
+from hdl.report.collect import SETTING  # noqa: E402
+from hdl.report.curves import (  # noqa: E402
+    ACCURACY_RANGE,
+    GAIN_RANGE,
+    band,
+    histories_on_one_axis,
+    mean_curve,
+    mean_selection,
+)
 from hdl.report.display import (  # noqa: E402
     LABELER_ORDER,
     NOT_SIGNIFICANT,
@@ -40,7 +48,6 @@ LABELER_STYLE = {
 # USB's published accuracy, drawn across the stage-1 marker it compares with.
 PUBLISHED_STYLE = {"color": "black", "marker": "_", "markersize": 16, "markeredgewidth": 2, "linestyle": ""}
 MISSING_NOTE = "missing"
-CURVE_POINTS = 60
 LEGEND_COLUMNS = 3
 SEED_DOT_SHIFT = 0.06
 
@@ -68,7 +75,8 @@ def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: 
                 seeds = seeds[(seeds["method"] == method) & (seeds["row"] == variant)]["value"]
                 axis.scatter(np.full(len(seeds), x + SEED_DOT_SHIFT), seeds, s=10, alpha=0.45,
                              color=VARIANT_STYLE[variant]["color"])
-                axis.errorbar(x, row["mean"], yerr=0.0 if math.isnan(row["std"]) else row["std"], fmt="o", markersize=6,
+                lower, upper = band(row["mean"], 0.0 if math.isnan(row["std"]) else row["std"], ACCURACY_RANGE)
+                axis.errorbar(x, row["mean"], yerr=[[row["mean"] - lower], [upper - row["mean"]]], fmt="o", markersize=6,
                               capsize=4, color=VARIANT_STYLE[variant]["color"])
             stage1 = in_setting[(in_setting["method"] == method) & (in_setting["row"] == "stage1")].iloc[0]
             if not math.isnan(stage1.get("published_mean", math.nan)):
@@ -114,9 +122,10 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
             note = f"n={row['n_seeds']}"
             top = max(row["mean"], seeds.max())
             if not math.isnan(row["ci_low"]):
-                axis.errorbar(x, row["mean"], yerr=[[row["mean"] - row["ci_low"]], [row["ci_high"] - row["mean"]]],
+                lower, upper = np.clip([row["ci_low"], row["ci_high"]], *GAIN_RANGE)
+                axis.errorbar(x, row["mean"], yerr=[[row["mean"] - lower], [upper - row["mean"]]],
                               color="black", capsize=3, linewidth=1)
-                top = max(top, row["ci_high"])
+                top = max(top, upper)
                 if row["ci_low"] <= 0.0 <= row["ci_high"]:
                     note += f"\n{NOT_SIGNIFICANT}"
             axis.annotate(note, (x, top), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
@@ -158,16 +167,16 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
         labelers = [name for name in LABELER_ORDER if any(name in curve for curve in curves)]
         labelers += sorted({name for curve in curves for name in curve} - set(labelers))
         for labeler in labelers:
-            mean_curve = _mean_curve([curve[labeler] for curve in curves if labeler in curve])
-            if mean_curve is None:
+            averaged = mean_curve([curve[labeler] for curve in curves if labeler in curve])
+            if averaged is None:
                 continue
-            coverage, mean, std = mean_curve
+            coverage, mean, std = averaged
             style = LABELER_STYLE.get(labeler, {})
             axis.plot(coverage, mean, marker="o" if len(coverage) == 1 else None, **style)
-            axis.fill_between(coverage, mean - std, mean + std, color=style.get("color"), alpha=0.15, linewidth=0)
+            axis.fill_between(coverage, *band(mean, std, ACCURACY_RANGE), color=style.get("color"), alpha=0.15, linewidth=0)
             if labeler not in labelers_seen:
                 labelers_seen.append(labeler)
-        selected = _mean_selection(runs["record"])
+        selected = mean_selection(runs["record"])
         if selected is not None:
             axis.plot(*selected, **LABELER_STYLE[SELECTED])
             if SELECTED not in labelers_seen:
@@ -192,70 +201,19 @@ def plot_training_curves(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) 
         if runs.empty:
             _mark_empty(axis, "no metrics.json")
             continue
-        histories = _histories_on_one_axis(runs)
+        histories = histories_on_one_axis(runs)
         for variant, style in VARIANT_STYLE.items():
             curve = histories[histories["variant"] == variant]
             if curve.empty:
                 continue
             by_step = curve.groupby("step")["top1"].agg(["mean", "std"]).fillna({"std": 0.0})
             axis.plot(by_step.index, by_step["mean"], color=style["color"], linewidth=1.6)
-            axis.fill_between(by_step.index, by_step["mean"] - by_step["std"], by_step["mean"] + by_step["std"],
+            axis.fill_between(by_step.index, *band(by_step["mean"], by_step["std"], ACCURACY_RANGE),
                               color=style["color"], alpha=0.2, linewidth=0)
     _legend(fig, [(style["label"], {"color": style["color"]}) for style in VARIANT_STYLE.values()])
     fig.suptitle("Training curves: stage 1, then stage 2 with and without HDL labels\n(mean ± std over seeds)",
                  fontsize=11)
     _save(fig, path)
-
-
-def _histories_on_one_axis(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every run's history as rows (seed, variant, step, top1 in %), stage 2 placed after stage 1.
-
-    A run that restarted its step counter at 0 (its first step is not beyond the end of the
-    run it continued from) is shifted by that end, so round r follows round r-1 on the axis.
-    """
-    rows = []
-    for seed, seed_runs in runs.groupby("seed"):
-        stage1 = seed_runs[seed_runs["variant"] == STAGE1_VARIANT]
-        stage1_end = _history_end(stage1.iloc[0].record) if not stage1.empty else 0
-        for variant in dict.fromkeys(seed_runs["variant"]):
-            end = 0 if variant == STAGE1_VARIANT else stage1_end
-            for run in seed_runs[seed_runs["variant"] == variant].sort_values("round").itertuples(index=False):
-                history = run.record.get("history", [])
-                offset = end if history and history[0]["step"] <= end else 0
-                for entry in history:
-                    rows.append({"seed": seed, "variant": variant, "step": entry["step"] + offset,
-                                 "top1": 100.0 * entry["top1"]})
-                end = _history_end(run.record) + offset
-    return pd.DataFrame(rows, columns=["seed", "variant", "step", "top1"])
-
-
-def _history_end(record: dict) -> int:
-    history = record.get("history", [])
-    return int(history[-1]["step"]) if history else int(record.get("steps", 0))
-
-
-def _mean_selection(records) -> tuple[float, float] | None:
-    """Mean (coverage, true accuracy) in percent of the stage-2 selections the records hold; None without any."""
-    points = [(selection["coverage"], selection["accuracy"]) for selection in (r.get("selection") for r in records)
-              if selection and selection.get("coverage") is not None and selection.get("accuracy") is not None]
-    return tuple(100.0 * np.mean(points, axis=0)) if points else None
-
-
-def _mean_curve(curves: list[list[dict]]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Seeds' accuracy-vs-coverage curves interpolated onto their common coverage range, in percent.
-
-    Points without an accuracy (the labeler selected nothing, e.g. a confidence threshold
-    no sample passes) are dropped; None when no point is left.
-    """
-    points = [sorted((p["coverage"], p["accuracy"]) for p in curve if p["accuracy"] is not None) for curve in curves]
-    points = [curve for curve in points if curve]
-    if not points:
-        return None
-    low, high = max(p[0][0] for p in points), min(p[-1][0] for p in points)
-    grid = np.linspace(low, high, CURVE_POINTS) if high > low else np.array([high])
-    stacked = np.array([np.interp(grid, *zip(*curve)) for curve in points])
-    std = stacked.std(axis=0, ddof=1) if len(stacked) > 1 else np.zeros_like(grid)
-    return 100.0 * grid, 100.0 * stacked.mean(axis=0), 100.0 * std
 
 
 def _settings(frame: pd.DataFrame) -> list[tuple]:
