@@ -218,7 +218,8 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
         flags += ["--max-level", str(hdl["max_level"])]
     flags += ["--min-agreement", format_value(float(hdl["min_agreement"])), "--weight", hdl["weight"],
               "--selection", hdl["selection"], "--confidence", hdl["confidence"],
-              "--selection-quantile", format_value(float(hdl["selection_quantile"])), "--class-quota", hdl["class_quota"]]
+              "--selection-quantile", format_value(float(hdl["selection_quantile"])), "--class-quota", hdl["class_quota"],
+              "--crest-alpha", format_value(float(hdl["crest_alpha"]))]
     return _join(flags)
 
 

@@ -97,7 +97,21 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
     assert selection["rule"] == "confident" and selection["confidence"] == "consistency"
     assert 0 < selection["threshold"] <= 1 and 0 < selection["estimated_accuracy"] <= 1
     assert 0.6 < selection["argmax_accuracy"] < 0.8
-    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank"}
+    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank", "knn_margin", "argmax_agreement"}
+    # the diagnostics rank HDL's labels by the selection's confidence, not by labeling order
+    assert report["coverage_curve"]["hdl"] == selection["confidence_curves"]["consistency"]
+    assert report["coverage_curve"]["hdl"] != selection["confidence_curves"]["rank"]
+    kept = selected["label"] == truth[selected["index"]]
+    assert selection["per_class_accuracy"] == pytest.approx([kept[selected["label"] == c].mean() for c in range(10)])
+    assert selection["class_quota"] == "labeled" and selection["quotas"] == [round(selection["n_above_threshold"] / 10)] * 10
+
+
+def test_argmax_agreement_needs_the_models_probabilities(tmp_path, digits, capsys):
+    images, labels, _, _ = digits
+    paths = save(tmp_path, embeddings=images, labels=labels)
+    assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--k", "5",
+                 "--out", str(tmp_path / "out.npz"), "--confidence", "argmax_agreement"]) == 2
+    assert "--probs" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
 
 
 # case: (make the bad arrays from good ones, extra flags, what the message says, the file it names)

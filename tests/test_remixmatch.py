@@ -45,7 +45,7 @@ def test_distribution_alignment_uses_the_split_distribution_and_the_recent_predi
     assert torch.allclose(algorithm.model_distribution(), p_model)
 
     probs = torch.tensor([[0.2, 0.5, 0.3]])
-    expected = probs * torch.tensor([3.0, 2.0, 1.0]) / 6 / p_model
+    expected = probs * (torch.tensor([3.0, 2.0, 1.0]) / 6 + 1e-6) / (p_model + 1e-6)
     assert torch.allclose(algorithm.guess_labels(probs), expected / expected.sum())
     # the oldest batch leaves the running average after alignment_batches updates
     algorithm.remember_predictions(torch.tensor([[0.1, 0.1, 0.8]]))
@@ -73,7 +73,7 @@ def remixmatch_reference(
     u_strong = [views.strong(batch.unlabeled_images) for _ in range(num_strong)]
     with torch.no_grad():  # the guess is a constant target
         q = torch.softmax(model(u_weak)[0], dim=-1)
-        q = q * p_target / p_tilde
+        q = q * (p_target + 1e-6) / (p_tilde + 1e-6)  # the epsilon of the TensorFlow reference and USB
         q = q / q.sum(dim=-1, keepdim=True)  # distribution alignment: Normalize(q p(y) / p_tilde(y))
         q = q ** (1 / temperature)
         q = q / q.sum(dim=-1, keepdim=True)  # Sharpen

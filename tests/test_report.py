@@ -238,8 +238,9 @@ def test_single_seed_without_a_published_reference(tmp_path: Path) -> None:
 def selection_record(seed: int) -> dict:
     """relabel.json's "selection" as `hdl relabel` writes it; seed 2's run knew no argmax accuracy."""
     return {
-        "rule": "confident", "confidence": "consistency", "n_unlabeled": 1000, "n_reached": 950,
+        "rule": "confident", "confidence": "consistency", "class_quota": "crest", "n_unlabeled": 1000, "n_reached": 950,
         "n_selected": 500 + 100 * seed, "coverage": 0.5 + 0.1 * seed, "per_class": [10 * (seed + 1), 10 * (seed + 2)],
+        "per_class_accuracy": [[0.9, None], [0.8, None], [1.0, 0.5]][seed],
         "estimated_accuracy": 0.95, "accuracy": 0.93 + 0.01 * seed, "argmax_accuracy": [0.90, 0.91, None][seed],
     }
 
@@ -259,20 +260,24 @@ def test_pseudo_label_table_shows_the_stage2_selection(results: Path) -> None:
     assert (selected["accuracy_mean"], selected["accuracy_std"]) == pytest.approx((94.0, 1.0))
     assert argmax["accuracy_mean"] == pytest.approx(90.5) and argmax["accuracy_n_seeds"] == 2
     assert argmax["coverage_mean"] == pytest.approx(60.0)
-    assert (selected["selection"], selected["confidence"], selected["selected_per_class"]) == (
-        "confident", "consistency", "20/30")
+    assert (selected["selection"], selected["confidence"], selected["class_quota"]) == ("confident", "consistency", "crest")
+    # per class: mean count over seeds; mean accuracy over the seeds that kept some of the class
+    assert (selected["selected_per_class"], selected["selected_per_class_accuracy"]) == ("20/30", "90.0/50.0")
     others = table[~in_cell & (table["labeler"] == "hdl_selected")]
     assert len(others) == 3 and others["coverage_mean"].isna().all() and (others["coverage_n_seeds"] == 0).all()
     rows = (results / "tables" / "pseudo_labels.md").read_text().splitlines()
-    assert rows[0].startswith("| setting | method | round | k | rule | coverage, HDL | accuracy, HDL (embeddings) |")
+    assert rows[0].startswith("| setting | method | round | k | selection | coverage, HDL | accuracy, HDL (embeddings) |")
     assert rows[0].endswith(
         "| accuracy, thresholded argmax (logits) | stage-2 selection, coverage | stage-2 selection, estimated accuracy "
-        "| stage-2 selection, accuracy | stage-2 selection, argmax accuracy, same coverage |")
+        "| stage-2 selection, accuracy | stage-2 selection, argmax accuracy, same coverage "
+        "| stage-2 selection, kept per class (accuracy %) |")
     fixmatch = next(row for row in rows if row.startswith("| CIFAR-10, 250 labels, balanced | FixMatch"))
-    assert fixmatch.startswith("| CIFAR-10, 250 labels, balanced | FixMatch | 1 | 10/20 | confident | 95.00 ± 0.00 |")
-    assert fixmatch.endswith("| 82.00 ± 0.00 | 60.00 ± 10.00 | 95.00 ± 0.00 | 94.00 ± 1.00 | 90.50 ± 0.71 (n=2) |")
+    assert fixmatch.startswith(
+        "| CIFAR-10, 250 labels, balanced | FixMatch | 1 | 10/20 | confident, consistency, crest | 95.00 ± 0.00 |")
+    assert fixmatch.endswith(
+        "| 82.00 ± 0.00 | 60.00 ± 10.00 | 95.00 ± 0.00 | 94.00 ± 1.00 | 90.50 ± 0.71 (n=2) | 20 (90.0)/30 (50.0) |")
     mixmatch = next(row for row in rows if row.startswith("| CIFAR-10, 250 labels, balanced | MixMatch"))
-    assert mixmatch.endswith("| 82.00 ± 0.00 | — | — | — | — |") and "| 10/20 | — |" in mixmatch
+    assert mixmatch.endswith("| 82.00 ± 0.00 | — | — | — | — | — |") and "| 10/20 | — |" in mixmatch
 
 
 def test_plots_are_written(aggregated: Path) -> None:

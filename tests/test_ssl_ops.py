@@ -25,6 +25,15 @@ def test_align_distribution_is_normalised_ratio():
     assert torch.allclose(aligned, torch.tensor([[10.0, 9.0, 20.0]]) / 39)
 
 
+def test_align_distribution_adds_usbs_epsilon_so_an_empty_class_average_stays_finite():
+    # USB's DistAlignEMAHook: probs * (p_target + 1e-6) / (p_model + 1e-6), then normalised
+    probs, target, model_average = torch.tensor([[0.5, 0.3, 0.2]]), torch.tensor([0.2, 0.3, 0.5]), torch.tensor([0.6, 0.4, 0.0])
+    expected = probs * (target + 1e-6) / (model_average + 1e-6)
+    aligned = align_distribution(probs, target, model_average)
+    assert torch.isfinite(aligned).all()
+    assert torch.allclose(aligned, expected / expected.sum(), rtol=1e-6)
+
+
 def test_mixup_is_a_convex_combination_that_stays_closer_to_the_first_input():
     n = 16
     inputs = torch.eye(n)

@@ -62,10 +62,15 @@ def holdout_runs(graph: KnnGraph, labels: np.ndarray, n_classes: int, holdouts: 
     reverse = reverse_index(graph)
     runs = []
     for hidden in holdouts:
-        visible = labels.copy()
-        visible[hidden] = -1
-        runs.append(HoldoutRun(hidden, hdl_labeling(graph, visible, n_classes, reverse=reverse, **hdl_options)))
+        runs.append(HoldoutRun(hidden, hdl_labeling(graph, hide(labels, hidden), n_classes, reverse=reverse, **hdl_options)))
     return runs
+
+
+def hide(labels: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """``labels`` with the positions ``hidden`` set to -1 (unlabeled): what HDL sees in a hold-out."""
+    visible = labels.copy()
+    visible[hidden] = -1
+    return visible
 
 
 def holdout_scores(

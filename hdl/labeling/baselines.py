@@ -41,13 +41,19 @@ def knn_vote(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, k: int)
     """
     if labels.max() >= n_classes:
         raise ValueError(f"labels reach {labels.max()}, beyond n_classes={n_classes}")
+    votes = weighted_vote(*nearest_given_labels(embeddings, labels, k))
+    return _keep_given(labels, votes.winner, votes.winner_weight / votes.total)
+
+
+def nearest_given_labels(embeddings: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's k nearest labeled samples (cosine, exact): their labels (N, k), -1 in empty
+    slots, and their vote weights (N, k) as HDL weighs a vote (``vote_weights``, "similarity")."""
     vectors = l2_normalize(embeddings)
     labeled = np.flatnonzero(labels >= 0)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors[labeled])
     similarities, positions = index.search(vectors, min(k, len(labeled)))
-    votes = weighted_vote(np.where(positions >= 0, labels[labeled][positions], -1), vote_weights(similarities, "similarity"))
-    return _keep_given(labels, votes.winner, votes.winner_weight / votes.total)
+    return np.where(positions >= 0, labels[labeled][positions], -1), vote_weights(similarities, "similarity")
 
 
 def skipped_at_size(n: int, n_labeled: int, n_classes: int, dim: int) -> dict[str, str]:

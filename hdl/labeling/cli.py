@@ -48,9 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stage2 = parser.add_argument_group("stage-2 selection (see hdl/labeling/select.py)")
     stage2.add_argument("--extra-labels-out", help="write the selected HDL labels here (.npz: index, label, weight) for `hdl train --extra-labels`")
     stage2.add_argument("--selection", choices=select.RULES, default="confident", help="'confident': labels whose confidence reaches a threshold calibrated on the hold-out folds, within class quotas; 'all': every label HDL reached (default: %(default)s)")
-    stage2.add_argument("--confidence", choices=select.CONFIDENCES, default="consistency", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, or HDL's labeling order (default: %(default)s)")
+    stage2.add_argument("--confidence", choices=select.CONFIDENCES, default="consistency", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, HDL's labeling order, its margin in a plain vote of the k nearest given labels, or the classifier's agreement with it (needs probs) (default: %(default)s)")
     stage2.add_argument("--selection-quantile", type=float, default=select.QUANTILE, help="threshold = this quantile of the confidences HDL gives hidden given labels (default: %(default)s)")
-    stage2.add_argument("--class-quota", choices=select.CLASS_QUOTAS, default="prior", help="'prior': each class keeps at most its share of the given labels' class distribution; 'none': no cap (default: %(default)s)")
+    stage2.add_argument("--class-quota", choices=select.CLASS_QUOTAS, default="labeled", help="most labels a class keeps of those above the threshold: 'labeled' its share of the given labels, 'uniform' an equal share, 'crest' CReST's (N_(C+1-r)/N_1)^(1/alpha) of its own, 'none' no cap (default: %(default)s)")
+    stage2.add_argument("--crest-alpha", type=float, default=select.CREST_ALPHA, help="alpha of --class-quota crest; larger keeps more of the head (default: %(default)s)")
     stage2.add_argument("--max-level", type=int, help="keep only the first N waves (default: all)")
     stage2.add_argument("--min-agreement", type=float, default=0.0, help="keep only labels with vote agreement >= this (default: %(default)s)")
     stage2.add_argument("--weight", choices=select.WEIGHTS, default="one", help="per-sample weight in stage 2: 'one', the vote agreement, or the confidence (default: %(default)s)")
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     fixed_k = _parse_k(args.k)
     _check_options(args)
     inputs = load_inputs(args.embeddings, args.labels, args.probs, args.truth, args.num_classes)
+    if args.confidence == "argmax_agreement" and inputs.probs is None:
+        raise UserError("--confidence argmax_agreement needs the model's probabilities: pass --probs, or the .npz of `hdl embed`")
     n = len(inputs.labels)
     check_k([fixed_k] if fixed_k is not None else args.k_candidates, n)
     if args.threads:
@@ -103,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
         "cell": None if inputs.cell is None else inputs.cell.known(),
     }
     graph_k = graph.truncate(chosen.k)
-    selection, estimated_accuracy = _select(args, inputs, graph_k, chosen)
-    report["selection"] = _selection_report(args, inputs, graph_k, result, selection, estimated_accuracy)
+    confidence = _confidence(args.confidence, inputs, graph_k, result, inputs.labels)
+    selection, estimated_accuracy = _select(args, inputs, graph_k, chosen, confidence)
+    report["selection"] = _selection_report(args, inputs, graph_k, result, confidence, selection, estimated_accuracy)
     if inputs.truth is not None:
-        report.update(_diagnostics(inputs, graph_k, chosen.k, result, report["coverage"], args.argmax_threshold))
+        report.update(_diagnostics(inputs, graph_k, chosen.k, result, confidence, report["coverage"], args.argmax_threshold))
 
     cell = cell_arrays(inputs.cell)  # the embeddings' cell, so that `hdl train --extra-labels` can check it
     save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index, **cell)
@@ -123,15 +127,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _confidence(kind: str, inputs: RelabelInputs, graph: knn.KnnGraph, result: hdl.HdlResult, given: np.ndarray) -> np.ndarray:
+    """``select.hdl_confidence`` of ``result``, an HDL run that started from the labels ``given``."""
+    return select.hdl_confidence(kind, graph, result, given, inputs.embeddings, inputs.probs)
+
+
 def _select(
-    args: argparse.Namespace, inputs: RelabelInputs, graph: knn.KnnGraph, chosen: adaptive.AdaptiveHdl
+    args: argparse.Namespace, inputs: RelabelInputs, graph: knn.KnnGraph, chosen: adaptive.AdaptiveHdl, confidence: np.ndarray
 ) -> tuple[select.Selection, float | None]:
     """Stage 2's labels (a confidence threshold calibrated on the hold-out folds, within class
     quotas) and the hold-out accuracy above that threshold (an overestimate: see select.py)."""
-    confidence = select.hdl_confidence(args.confidence, graph, chosen.result)
     threshold = estimated_accuracy = None
     if args.selection == "confident":
-        hidden_confidences = [select.hdl_confidence(args.confidence, graph, run.result)[run.hidden] for run in chosen.holdout]
+        hidden_confidences = [
+            _confidence(args.confidence, inputs, graph, run.result, adaptive.hide(inputs.labels, run.hidden))[run.hidden]
+            for run in chosen.holdout
+        ]
         if not any(len(confidences) for confidences in hidden_confidences):
             raise UserError(
                 "--selection confident needs hidden given labels to calibrate on, but no class has two labels; "
@@ -140,10 +151,10 @@ def _select(
         threshold = select.calibrate_threshold(hidden_confidences, args.selection_quantile)
         recovered = np.concatenate([run.result.labels[run.hidden] == inputs.labels[run.hidden] for run in chosen.holdout])
         estimated_accuracy = float(recovered[np.concatenate(hidden_confidences) >= threshold].mean())
-    given = inputs.labels[inputs.labels >= 0]
-    prior = np.bincount(given, minlength=inputs.n_classes).astype(np.float64) if args.class_quota == "prior" else None
+    labeled = np.bincount(inputs.labels[inputs.labels >= 0], minlength=inputs.n_classes)
     selection = select.select_pseudo_labels(
-        chosen.result, confidence, args.selection, threshold, prior, args.max_level, args.min_agreement, args.weight
+        chosen.result, confidence, args.selection, threshold, args.class_quota, labeled, args.crest_alpha,
+        args.max_level, args.min_agreement, args.weight,
     )
     return selection, estimated_accuracy
 
@@ -153,11 +164,13 @@ def _selection_report(
     inputs: RelabelInputs,
     graph: knn.KnnGraph,
     result: hdl.HdlResult,
+    confidence: np.ndarray,
     selection: select.Selection,
     estimated_accuracy: float | None,
 ) -> dict:
-    """How stage 2's labels were chosen; with truth, their accuracy against the model's argmax at the
-    same coverage, and the accuracy-coverage curve of HDL's labels under each confidence."""
+    """How stage 2's labels were chosen and how many each class kept; with truth, their accuracy
+    (overall and per class of the kept label) against the model's argmax at the same coverage, and
+    the accuracy-coverage curve of HDL's labels under each confidence these inputs allow."""
     unlabeled = inputs.labels < 0
     n_unlabeled = int(unlabeled.sum())
     coverage = len(selection.positions) / max(n_unlabeled, 1)
@@ -166,36 +179,63 @@ def _selection_report(
     argmax_accuracy = None
     if truth is not None and inputs.probs is not None:
         argmax_accuracy = score_labeler(baselines.argmax_labels(inputs.probs, inputs.labels), truth, unlabeled, coverage)["accuracy"]
+    per_class = np.bincount(selection.labels, minlength=inputs.n_classes)
+    per_class_accuracy = None
+    if truth is not None:
+        correct = np.bincount(selection.labels, weights=selection.labels == truth[selection.positions], minlength=inputs.n_classes)
+        per_class_accuracy = [float(hits / kept) if kept else None for hits, kept in zip(correct, per_class)]
     return {
         "rule": args.selection,
         "confidence": args.confidence,
         "quantile": args.selection_quantile if args.selection == "confident" else None,
         "threshold": selection.threshold,
         "class_quota": args.class_quota,
+        "crest_alpha": args.crest_alpha if args.class_quota == "crest" else None,
+        "quotas": None if selection.quotas is None else selection.quotas.tolist(),
         "n_unlabeled": n_unlabeled,
         "n_reached": int((unlabeled & (result.labels >= 0)).sum()),
         "n_above_threshold": selection.n_candidates,
         "n_selected": len(selection.positions),
         "coverage": coverage,
-        "per_class": np.bincount(selection.labels, minlength=inputs.n_classes).tolist(),
+        "per_class": per_class.tolist(),
+        "per_class_accuracy": per_class_accuracy,
         "estimated_accuracy": estimated_accuracy,
         "accuracy": accuracy,
         "argmax_accuracy": argmax_accuracy,
         "confidence_curves": {} if truth is None else {
-            kind: coverage_curve(baselines.Labeling(result.labels, select.hdl_confidence(kind, graph, result)), truth, unlabeled)
-            for kind in select.CONFIDENCES
+            kind: coverage_curve(baselines.Labeling(result.labels, kind_confidence), truth, unlabeled)
+            for kind, kind_confidence in _confidences(args.confidence, confidence, inputs, graph, result).items()
         },
     }
 
 
+def _confidences(chosen: str, confidence: np.ndarray, inputs: RelabelInputs, graph: knn.KnnGraph, result: hdl.HdlResult) -> dict:
+    """Every confidence of HDL's labels these inputs allow (``chosen``'s is ``confidence``): not
+    argmax_agreement without probs, nor knn_margin where the k-NN vote is too large to run."""
+    unavailable = set() if inputs.probs is not None else {"argmax_agreement"}
+    if "knn_vote" in baselines.skipped_at_size(len(inputs.labels), int((inputs.labels >= 0).sum()), inputs.n_classes, inputs.embeddings.shape[1]):
+        unavailable.add("knn_margin")
+    return {
+        kind: confidence if kind == chosen else _confidence(kind, inputs, graph, result, inputs.labels)
+        for kind in select.CONFIDENCES if kind not in unavailable
+    }
+
+
 def _diagnostics(
-    inputs: RelabelInputs, graph: knn.KnnGraph, k: int, result: hdl.HdlResult, coverage: float, argmax_threshold: float
+    inputs: RelabelInputs,
+    graph: knn.KnnGraph,
+    k: int,
+    result: hdl.HdlResult,
+    confidence: np.ndarray,
+    coverage: float,
+    argmax_threshold: float,
 ) -> dict:
     """HDL's accuracy on the unlabeled samples and the comparison labelers' at HDL's coverage
-    (``skipped``: those too large to run on this input, and why)."""
+    (``skipped``: those too large to run on this input, and why). HDL's coverage curve ranks its
+    labels by ``confidence``, the one the stage-2 selection uses."""
     start = time.perf_counter()
     truth, labels, unlabeled = inputs.truth, inputs.labels, inputs.labels < 0
-    hdl_labeling = baselines.Labeling(result.labels, result.confidence)
+    hdl_labeling = baselines.Labeling(result.labels, confidence)
     skipped = baselines.skipped_at_size(len(labels), int((~unlabeled).sum()), inputs.n_classes, inputs.embeddings.shape[1])
     labelers = {"hdl": hdl_labeling}
     if "knn_vote" not in skipped:
@@ -244,6 +284,7 @@ def _check_options(args: argparse.Namespace) -> None:
         (0 <= args.wave_min_agreement <= 1, f"--wave-min-agreement must lie in [0, 1], got {args.wave_min_agreement}"),
         (args.max_level is None or args.max_level >= 1, f"--max-level must be at least 1, got {args.max_level}"),
         (0 <= args.selection_quantile <= 1, f"--selection-quantile must lie in [0, 1], got {args.selection_quantile}"),
+        (args.crest_alpha > 0, f"--crest-alpha must be positive, got {args.crest_alpha}"),
         (args.num_classes is None or args.num_classes >= 1, f"--num-classes must be at least 1, got {args.num_classes}"),
     ]
     for ok, message in checks:

@@ -3,10 +3,12 @@
 HDL labels every sample it can reach, wrong labels included, so stage 2 takes only the
 labels it can trust (``rule="confident"``, the default):
 
-1. A confidence per HDL label (``CONFIDENCES``): ``consistency``, the share of the sample's
-   k nearest neighbours whose final HDL label equals its own (how settled the label is in
-   its neighbourhood once labeling is over); ``agreement``, the winner's share of the vote
-   that labeled it; ``rank``, HDL's own labeling order.
+1. A confidence in [0, 1] per HDL label (``CONFIDENCES``): ``consistency``, the share of the
+   sample's k nearest neighbours whose final HDL label equals its own (how settled the label is
+   in its neighbourhood once labeling is over); ``agreement``, the winner's share of the vote
+   that labeled it; ``rank``, HDL's own labeling order; ``knn_margin``, the margin of HDL's label
+   in a plain vote of the k nearest given labels (``knn_margin``); ``argmax_agreement``, the
+   classifier's agreement with HDL's label, a co-training filter (``argmax_agreement``).
 2. A threshold calibrated on the hold-out folds that choose k: HDL relabels each fold with
    part of the given labels hidden, and the threshold is the ``quantile`` of the confidences
    it gives the hidden samples (``calibrate_threshold``).  An unlabeled sample is kept when
@@ -14,11 +16,13 @@ labels it can trust (``rule="confident"``, the default):
    stage-1 model has trained on those given labels, so they sit deeper in their classes than
    unlabeled samples do: the threshold errs on the strict side, and the hold-out accuracy
    above it (``estimated_accuracy``) overstates the accuracy of what is kept.
-3. Class quotas (``class_quota="prior"``): of the B samples above the threshold, class c
-   keeps at most round(B p_c), where p is the class distribution of the given labels (the
-   split's, so on long-tailed data the estimated class prior), taking its most confident
-   first; head classes cannot flood stage 2.
-
+3. Class quotas (``class_quota``, docs/method.md "Which HDL labels stage 2 gets"): of the B
+   samples above the threshold, class c keeps at most its quota, its most confident first.
+   ``labeled``: round(B p_c), p the class distribution of the given labels (on long-tailed
+   splits the estimated class prior), so head classes cannot flood stage 2, but a tail class
+   keeps almost nothing; ``uniform``: round(B / C) each; ``crest`` (CReST, Wei et al. CVPR 2021):
+   the class of the r-th largest labeled count keeps the top (N_(C+1-r) / N_1)^(1/alpha) of its
+   own candidates, so the tail keeps all of its candidates and the head the fewest; ``none``: no cap.
 ``rule="all"`` keeps every label HDL reached, with weight one: the behaviour before selection.
 ``max_level`` and ``min_agreement`` filter further under either rule.
 """
@@ -29,12 +33,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hdl.labeling.hdl import HdlResult
+from hdl.labeling.baselines import nearest_given_labels
+from hdl.labeling.hdl import HdlResult, weighted_vote
 from hdl.labeling.knn import KnnGraph
 
 RULES = ("confident", "all")
-CONFIDENCES = ("consistency", "agreement", "rank")
-CLASS_QUOTAS = ("prior", "none")
+CONFIDENCES = ("consistency", "agreement", "rank", "knn_margin", "argmax_agreement")
+CLASS_QUOTAS = ("labeled", "uniform", "crest", "none")
+CREST_ALPHA = 3.0  # CReST's alpha (google-research/crest, USB's crest_alpha)
 WEIGHTS = ("one", "agreement", "confidence")
 QUANTILE = 0.1
 
@@ -46,6 +52,7 @@ class Selection:
     weights: np.ndarray  # float32: their stage-2 loss weights
     threshold: float | None  # the confidence threshold (None under rule "all")
     n_candidates: int  # labels that passed the filters and the threshold, before class quotas
+    quotas: np.ndarray | None = None  # int64 per class: the most it could keep (None: uncapped)
 
 
 def neighbour_consistency(graph: KnnGraph, labels: np.ndarray) -> np.ndarray:
@@ -57,14 +64,57 @@ def neighbour_consistency(graph: KnnGraph, labels: np.ndarray) -> np.ndarray:
     return np.where(labels >= 0, share, 0.0)
 
 
-def hdl_confidence(kind: str, graph: KnnGraph, result: HdlResult) -> np.ndarray:
-    """Confidence of every HDL label (see the module docstring); higher = more trusted."""
+def knn_margin(embeddings: np.ndarray, given: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(1 + margin) / 2, the margin being the vote weight for ``labels`` minus that of the strongest
+    other class, over the total, in a similarity-weighted vote of the k nearest ``given`` labels
+    (``baselines.knn_vote``'s vote): 1 when all k vote for the label, 0.5 on a tie, 0 where none
+    does or the sample has no label."""
+    classes, weights = nearest_given_labels(embeddings, given, k)
+    voting = classes >= 0
+    for_label = (classes == labels[:, None]) & voting
+    own = np.where(for_label, weights, 0.0).sum(axis=1, dtype=np.float64)
+    strongest_other = weighted_vote(np.where(for_label, -1, classes), weights).winner_weight
+    total = np.where(voting, weights, 0.0).sum(axis=1, dtype=np.float64)
+    margin = (own - strongest_other) / np.maximum(total, np.finfo(float).tiny)
+    return np.where(labels >= 0, (1.0 + margin) / 2.0, 0.0)
+
+
+def argmax_agreement(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(agrees + p) / 2: ``agrees`` is 1 where the classifier's argmax is the label, p its probability
+    of the label, so every label the classifier agrees with ranks above every one it does not; 0 unlabeled."""
+    rows = np.arange(len(labels))
+    probability = probs[rows, np.maximum(labels, 0)].astype(np.float64)
+    agrees = probs.argmax(axis=1) == labels
+    return np.where(labels >= 0, (agrees + probability) / 2.0, 0.0)
+
+
+def hdl_confidence(
+    kind: str,
+    graph: KnnGraph,
+    result: HdlResult,
+    given: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
+    probs: np.ndarray | None = None,
+) -> np.ndarray:
+    """Confidence of every HDL label (see the module docstring); higher = more trusted.
+
+    ``knn_margin`` needs the ``embeddings`` and the ``given`` labels HDL started from (-1 elsewhere),
+    and votes with the graph's k; ``argmax_agreement`` needs the model's ``probs``.
+    """
     if kind == "consistency":
         return neighbour_consistency(graph, result.labels)
     if kind == "agreement":
         return result.agreement.astype(np.float64)
     if kind == "rank":
         return result.confidence
+    if kind == "knn_margin":
+        if embeddings is None or given is None:
+            raise ValueError('confidence "knn_margin" needs the embeddings and the given labels')
+        return knn_margin(embeddings, given, result.labels, graph.k)
+    if kind == "argmax_agreement":
+        if probs is None:
+            raise ValueError('confidence "argmax_agreement" needs the model\'s probabilities')
+        return argmax_agreement(probs, result.labels)
     raise ValueError(f"confidence must be one of {CONFIDENCES}, not {kind!r}")
 
 
@@ -76,9 +126,30 @@ def calibrate_threshold(hidden_confidences: list[np.ndarray], quantile: float = 
     return float(pooled[min(int(np.floor(quantile * len(pooled))), len(pooled) - 1)])
 
 
-def class_quotas(total: int, prior: np.ndarray) -> np.ndarray:
-    """round(total * p_c) per class."""
-    return np.rint(total * prior / prior.sum()).astype(np.int64)
+def class_quotas(kind: str, candidates: np.ndarray, labeled: np.ndarray, crest_alpha: float = CREST_ALPHA) -> np.ndarray:
+    """The most labels each class keeps (``kind``: see the module docstring), given ``candidates``,
+    each class's count of labels above the threshold, and ``labeled``, its count of given labels."""
+    total = int(candidates.sum())
+    if kind == "labeled":
+        return np.rint(total * labeled / labeled.sum()).astype(np.int64)
+    if kind == "uniform":
+        return np.full(len(candidates), int(np.rint(total / len(candidates))), dtype=np.int64)
+    if kind == "crest":
+        return np.floor(candidates * crest_rates(labeled, crest_alpha)).astype(np.int64)
+    if kind == "none":
+        return candidates.astype(np.int64)
+    raise ValueError(f"class_quota must be one of {CLASS_QUOTAS}, not {kind!r}")
+
+
+def crest_rates(labeled: np.ndarray, alpha: float = CREST_ALPHA) -> np.ndarray:
+    """CReST's share of its pseudo-labels each class keeps: (N_(C+1-r) / N_1)^(1/alpha) for the class
+    of the r-th largest labeled count N_r (ties in class order), as google-research/crest
+    ``data/cifar.py`` (``update_mode="distribution"``) samples them."""
+    order = np.argsort(-labeled, kind="stable")
+    by_size = labeled[order].astype(np.float64)
+    rates = np.empty(len(labeled))
+    rates[order] = (by_size[::-1] / by_size[0]) ** (1.0 / alpha)
+    return rates
 
 
 def select_pseudo_labels(
@@ -86,15 +157,17 @@ def select_pseudo_labels(
     confidence: np.ndarray,
     rule: str = "confident",
     threshold: float | None = None,
-    prior: np.ndarray | None = None,
+    class_quota: str = "none",
+    labeled: np.ndarray | None = None,
+    crest_alpha: float = CREST_ALPHA,
     max_level: int | None = None,
     min_agreement: float = 0.0,
     weight: str = "one",
 ) -> Selection:
     """The HDL labels (level >= 1) stage 2 trains with.
 
-    ``rule="confident"`` needs ``threshold`` (see ``calibrate_threshold``); ``prior`` (one
-    value per class) caps each class's share; None leaves classes uncapped.
+    ``rule="confident"`` needs ``threshold`` (see ``calibrate_threshold``) and caps each class by
+    ``class_quota`` (see ``class_quotas``; all but "none" need ``labeled``, the given labels per class).
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, not {rule!r}")
@@ -109,14 +182,19 @@ def select_pseudo_labels(
         keep &= confidence >= threshold
     positions = np.flatnonzero(keep)
     n_candidates = len(positions)
-    if rule == "confident" and prior is not None:
-        positions = _within_quotas(positions, result, confidence, class_quotas(len(positions), prior))
+    quotas = None
+    if rule == "confident" and class_quota != "none":
+        if labeled is None:
+            raise ValueError(f"class_quota {class_quota!r} needs the given labels per class")
+        candidates = np.bincount(result.labels[positions], minlength=len(labeled))
+        quotas = class_quotas(class_quota, candidates, labeled, crest_alpha)
+        positions = _within_quotas(positions, result, confidence, quotas)
     weights = {
         "one": np.ones(len(positions)),
         "agreement": result.agreement[positions],
         "confidence": confidence[positions],
     }[weight]
-    return Selection(positions, result.labels[positions].astype(np.int64), weights.astype(np.float32), threshold, n_candidates)
+    return Selection(positions, result.labels[positions].astype(np.int64), weights.astype(np.float32), threshold, n_candidates, quotas)
 
 
 def _within_quotas(positions: np.ndarray, result: HdlResult, confidence: np.ndarray, quotas: np.ndarray) -> np.ndarray:

@@ -147,12 +147,13 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
 
 
 def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round_: int, path: Path) -> None:
-    """Accuracy vs coverage of each labeler (``coverage_curve``), mean over seeds, and a star at the stage-2
-    selection's mean coverage and true accuracy where relabel.json records one; rows: settings, columns: methods."""
+    """Accuracy vs coverage of each labeler (``coverage_curve``; HDL's ranked by the selection's confidence, by
+    labeling order in older relabel.json files), mean over seeds, and a star at the stage-2 selection's mean
+    coverage and true accuracy where relabel.json records one; rows: settings, columns: methods."""
     settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
     fig, axes = _panels(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
     chosen = relabels[relabels["round"] == round_] if not relabels.empty else relabels
-    labelers_seen: list[str] = []
+    labelers_seen, ranked_by = [], set()
     for axis, (setting, method) in zip(axes, [(s, m) for s in settings for m in methods]):
         runs = _select(chosen, setting) if not chosen.empty else chosen
         runs = runs[runs["method"] == method] if not runs.empty else runs
@@ -164,6 +165,7 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
         if not any(curves):
             _mark_empty(axis, "no relabel.json")
             continue
+        ranked_by |= {(record.get("selection") or {}).get("confidence", "rank") for record in runs["record"]}
         labelers = [name for name in LABELER_ORDER if any(name in curve for curve in curves)]
         labelers += sorted({name for curve in curves for name in curve} - set(labelers))
         for labeler in labelers:
@@ -181,7 +183,8 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
             axis.plot(*selected, **LABELER_STYLE[SELECTED])
             if SELECTED not in labelers_seen:
                 labelers_seen.append(SELECTED)
-    _legend(fig, [(labeler_name(name), LABELER_STYLE.get(name, {})) for name in labelers_seen])
+    _legend(fig, [(labeler_name(name) + f", ranked by {'/'.join(sorted(ranked_by))}" * (name == "hdl"),
+                   LABELER_STYLE.get(name, {})) for name in labelers_seen])
     fig.suptitle(f"Pseudo-label accuracy vs coverage, round {round_}\n"
                  "(each labeler's most confident samples first; mean ± std over seeds)", fontsize=11)
     _save(fig, path)

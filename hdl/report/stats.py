@@ -15,6 +15,7 @@ from scipy import stats as scipy_stats
 from hdl.errors import UserError
 from hdl.report.collect import CELL, SETTING, STAGE1_VARIANT
 from hdl.report.display import ARGMAX_AT_SELECTED, LABELER_ORDER, SELECTED
+from hdl.report.render import MISSING
 
 METRIC_DESCRIPTIONS = {
     "median_last20_top1": "median top-1 accuracy of the EMA model over the last 20 evaluations",
@@ -165,9 +166,10 @@ def pseudo_label_statistics(relabels: pd.DataFrame, grid: pd.DataFrame, rounds: 
     """One row per (setting, method, round, labeler): each quantity's mean, std and count over seeds.
 
     Per (setting, method, round) also: ``k`` (the k HDL chose), ``selection`` and
-    ``confidence`` (the stage-2 selection's rule and confidence order), each seed's distinct
-    values joined by "/"; and on the selected labels' row ``selected_per_class``, the mean
-    count per class over seeds.
+    ``confidence`` and ``class_quota`` (the stage-2 selection's rule, confidence order and class
+    quota), each seed's distinct values joined by "/"; and on the selected labels' row
+    ``selected_per_class`` and ``selected_per_class_accuracy``, the mean count per class over seeds
+    and the mean accuracy (%) of each class's kept labels over the seeds that kept some.
     """
     values = pseudo_label_seed_values(relabels)
     labelers = LABELER_ORDER + sorted(set(values["labeler"]) - set(LABELER_ORDER))
@@ -182,7 +184,8 @@ def pseudo_label_statistics(relabels: pd.DataFrame, grid: pd.DataFrame, rounds: 
     group = SETTING + ["method", "round"]
     for name, extract in (("k", lambda record: record.get("k")),
                           ("selection", lambda record: (record.get("selection") or {}).get("rule")),
-                          ("confidence", lambda record: (record.get("selection") or {}).get("confidence"))):
+                          ("confidence", lambda record: (record.get("selection") or {}).get("confidence")),
+                          ("class_quota", lambda record: (record.get("selection") or {}).get("class_quota"))):
         stats = stats.merge(_joined_per_group(relabels, group, name, extract), on=group, how="left")
     per_class = _mean_selected_per_class(relabels, group).assign(labeler=SELECTED)
     stats = stats.merge(per_class, on=keys, how="left")
@@ -199,12 +202,21 @@ def _joined_per_group(relabels: pd.DataFrame, group: list[str], name: str, extra
 
 
 def _mean_selected_per_class(relabels: pd.DataFrame, group: list[str]) -> pd.DataFrame:
-    """``group`` + ``selected_per_class``: the selection's per-class counts, mean over seeds, "/"-joined."""
+    """``group`` + ``selected_per_class`` and ``selected_per_class_accuracy``: the selection's per-class
+    counts and accuracies (in %, MISSING for a class no seed kept), mean over seeds, "/"-joined."""
+    columns = ["selected_per_class", "selected_per_class_accuracy"]
     rows = []
     for key, runs in relabels.groupby(group):
-        counts = [(record.get("selection") or {}).get("per_class") for record in runs["record"]]
-        counts = [count for count in counts if count]
-        if counts and len({len(count) for count in counts}) == 1:
-            mean = np.mean(np.array(counts, dtype=float), axis=0)
-            rows.append({**dict(zip(group, key)), "selected_per_class": "/".join(f"{v:g}" for v in mean.round(1))})
-    return pd.DataFrame(rows, columns=group + ["selected_per_class"])
+        selections = [record.get("selection") or {} for record in runs["record"]]
+        counts = [selection["per_class"] for selection in selections if selection.get("per_class")]
+        if not counts or len({len(count) for count in counts}) != 1:
+            continue
+        row = {**dict(zip(group, key)), columns[0]: "/".join(f"{v:g}" for v in np.mean(np.array(counts, dtype=float), axis=0).round(1))}
+        accuracies = [selection["per_class_accuracy"] for selection in selections if selection.get("per_class_accuracy")]
+        if accuracies and len({len(accuracy) for accuracy in accuracies} | {len(counts[0])}) == 1:
+            per_seed = np.array([[np.nan if value is None else 100.0 * value for value in accuracy] for accuracy in accuracies])
+            seeds_with_value = (~np.isnan(per_seed)).sum(axis=0)
+            mean = np.nansum(per_seed, axis=0) / np.maximum(seeds_with_value, 1)
+            row[columns[1]] = "/".join(f"{v:.1f}" if n else MISSING for v, n in zip(mean, seeds_with_value))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=group + columns)

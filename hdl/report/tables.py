@@ -145,10 +145,13 @@ PSEUDO_LABEL_CAPTION = (
     f"k: the k HDL chose (per seed). (n=m): only m of the grid's seeds have a relabel.json; {MISSING}: none."
 )
 SELECTION_NOTE = (
-    " Stage-2 selection (relabel.json's 'selection'; rule: per seed): the share of unlabeled samples whose HDL "
-    "labels join stage 2 (coverage), the accuracy the hold-out folds estimated for them, their true accuracy, "
-    "and the stage-1 model's argmax accuracy on its own most confident samples at the same coverage."
+    " Stage-2 selection (relabel.json's 'selection'; selection: its rule, confidence and class quota, per seed): "
+    "the share of unlabeled samples whose HDL labels join stage 2 (coverage), the accuracy the hold-out folds "
+    "estimated for them, their true accuracy, the stage-1 model's argmax accuracy on its own most confident "
+    "samples at the same coverage, and per class of the kept label (class 0 first, '/'-separated) the labels "
+    f"kept (mean over seeds) with their accuracy in % in parentheses ({MISSING}: no seed kept one)."
 )
+PER_CLASS_COLUMN = ("stage-2 selection", "kept per class (accuracy %)")
 
 
 def pseudo_label_display(stats: pd.DataFrame) -> DisplayTable:
@@ -160,8 +163,8 @@ def pseudo_label_display(stats: pd.DataFrame) -> DisplayTable:
     index_header = ["setting", "method", "round", "k"]
     caption = PSEUDO_LABEL_CAPTION
     if with_selection:
-        columns += [("stage-2 selection", title) for title, _, _ in SELECTION_COLUMNS]
-        index_header.append("rule")
+        columns += [("stage-2 selection", title) for title, _, _ in SELECTION_COLUMNS] + [PER_CLASS_COLUMN]
+        index_header.append("selection")
         caption += SELECTION_NOTE
     table = DisplayTable(caption, index_header, columns)
     previous_setting = None
@@ -173,7 +176,8 @@ def pseudo_label_display(stats: pd.DataFrame) -> DisplayTable:
         index = [setting_name(*key[: len(SETTING)]), method_name(key[3]), str(key[4]), _joined(hdl.k)]
         if with_selection:
             cells += [_quantity_text(by_labeler, labeler, quantity) for _, labeler, quantity in SELECTION_COLUMNS]
-            index.append(_joined(hdl.selection))
+            cells.append(_per_class_text(by_labeler))
+            index.append(_joined(", ".join(value for value in (hdl.selection, hdl.confidence, hdl.class_quota) if _present(value))))
         if key[: len(SETTING)] != previous_setting:
             table.group_starts.add(len(table.rows))
             previous_setting = key[: len(SETTING)]
@@ -186,6 +190,21 @@ def _quantity_text(by_labeler: pd.DataFrame, labeler: str, quantity: str) -> str
         return None
     row = by_labeler.loc[labeler]
     return cell_text(row[f"{quantity}_mean"], row[f"{quantity}_std"], row[f"{quantity}_n_seeds"], row["n_expected"])
+
+
+def _per_class_text(by_labeler: pd.DataFrame) -> str | None:
+    """"count (accuracy)" per class, "/"-joined, from the selected labels' row; None without counts."""
+    if SELECTED not in by_labeler.index or not _present(by_labeler.loc[SELECTED, "selected_per_class"]):
+        return None
+    counts = by_labeler.loc[SELECTED, "selected_per_class"].split("/")
+    accuracies = by_labeler.loc[SELECTED, "selected_per_class_accuracy"]
+    if not _present(accuracies):
+        return "/".join(counts)
+    return "/".join(f"{count} ({accuracy})" for count, accuracy in zip(counts, accuracies.split("/")))
+
+
+def _present(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def _joined(value: object) -> str:

@@ -25,9 +25,15 @@ def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(probs.log() / temperature, dim=-1)
 
 
+# Added to both sides of ReMixMatch's alignment ratio, as google-research/remixmatch and USB
+# (semilearn/algorithms/hooks/dist_align.py) do: a class whose running average underflows to 0
+# gets a large but finite ratio instead of inf (and NaN after normalising).
+ALIGNMENT_EPSILON = 1e-6
+
+
 def align_distribution(probs: torch.Tensor, target: torch.Tensor, model_average: torch.Tensor) -> torch.Tensor:
-    """ReMixMatch's distribution alignment: normalise(p * p_target / p_model) per row."""
-    aligned = probs * (target / model_average)
+    """ReMixMatch's distribution alignment: normalise(p * (p_target + eps) / (p_model + eps)) per row."""
+    aligned = probs * ((target + ALIGNMENT_EPSILON) / (model_average + ALIGNMENT_EPSILON))
     return aligned / aligned.sum(dim=-1, keepdim=True)
 
 

@@ -13,8 +13,9 @@ labeled + 64 unlabeled, and the ramp-up of w_match and w_kl over 1024 of the
 reference's 65536 kimg, i.e. 1/64 of training (USB ``unsup_warm_up``
 0.015625).  The rotation loss is not ramped, as in both references.
 
-Distribution alignment (paper Sec. 3.2): guess = sharpen(normalise(p * p_target
-/ p_model)) where p_model is the mean prediction on weak unlabeled views over
+Distribution alignment (paper Sec. 3.2): guess = sharpen(normalise(p * (p_target
++ 1e-6) / (p_model + 1e-6))), the epsilon as in the reference and USB's
+``DistAlignEMAHook`` (``hdl.ssl.ops.ALIGNMENT_EPSILON``), where p_model is the mean prediction on weak unlabeled views over
 the last 128 batches (the reference's ``PMovingAverage``, ``dbuf=128``,
 starting uniform, read before this batch's update) and p_target is the
 class distribution of the split's given labels, as the reference reads it
