@@ -549,6 +549,9 @@ def read_metrics(
     for number, row in enumerate(history):
         if "top1" in row:
             _fraction(source, f"history[{number}].top1", row["top1"])
+    probes = record.get("probes", [])
+    if not isinstance(probes, list) or not all(isinstance(row, dict) and isinstance(row.get("global_step"), int) for row in probes):
+        raise source.error("probes is not a list of label probes with an integer global_step each")
     _check_cell(source, _record_cell(source, record), _expected_cell(expected), expected_by)
     return record
 

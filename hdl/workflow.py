@@ -181,6 +181,7 @@ def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[s
 def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) -> str:
     """``--arch A --steps T --set key=value ...`` of one training run of ``cell`` (dataset, labels, imbalance, method)."""
     settings = train_settings(config, cell)
+    settings |= {key: value for key, value in probe_settings(config).items() if key not in settings}
     missing = [key for key in ("arch", STEPS_KEYS[stage]) if key not in settings]
     if missing:
         raise ConfigError(f"train.{missing[0]}: not set for {dict(cell)}; give it under train")
@@ -189,6 +190,15 @@ def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) 
         if key not in STEPS_KEYS.values():
             flags += ["--set", f"{key}={_set_value(value)}"]
     return _join(flags)
+
+
+def probe_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The label probe's k and confidence, those `hdl relabel` uses (``hdl.k``, auto as 0, ``hdl.confidence``),
+    unless a train block sets them; none without an ``hdl`` block."""
+    hdl = config.get("hdl")
+    if not hdl:
+        return {}
+    return {"probe_k": 0 if hdl["k"] == "auto" else hdl["k"], "probe_confidence": hdl["confidence"]}
 
 
 def split_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:

@@ -107,7 +107,8 @@ class LabelProbe:
 
     def _score(self, labeling: baselines.Labeling, coverage: float) -> dict[str, Any]:
         score = score_labeler(labeling, self.truth, self.evaluated, coverage, n_classes=self.data.num_classes)
-        per_class = [score["per_class"][str(c)] for c in range(self.data.num_classes)]
+        # plain floats: the checkpoint keeps the rows, and it loads nothing but plain types
+        per_class = [None if value is None else float(value) for value in score["per_class"].values()]
         row = {"accuracy": score["accuracy"], "coverage": score["coverage"], "per_class": per_class}
         for group, classes in self.groups.items():
             values = [per_class[c] for c in classes if per_class[c] is not None]
