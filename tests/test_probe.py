@@ -11,7 +11,6 @@ from torch import nn
 
 from hdl.cli import main
 from hdl.data import load_dataset
-from hdl.training import probe as probe_module
 from hdl.training.probe import COVERAGES, LabelProbe, coverage_key
 from hdl.training.streams import TrainingData
 from ssl_fixtures import StandInViews
@@ -42,12 +41,13 @@ def digits(tmp_path_factory):
     return load_dataset("digits", tmp_path_factory.mktemp("data"), False)
 
 
-def probe_on_digits(digits, counts, seed=0):
+def probe_on_digits(digits, counts, seed=0, max_unlabeled=10_000):
     labels = digits.train_labels
     labeled = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(counts)])
     unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
     data = TrainingData.build(digits, labeled, unlabeled, StandInViews(), torch.device("cpu"))
-    return LabelProbe(data, seed, k=0, confidence="consistency", batch_size=256, bf16=False), len(unlabeled)
+    probe = LabelProbe(data, seed, k=0, confidence="consistency", max_unlabeled=max_unlabeled, batch_size=256, bf16=False)
+    return probe, len(unlabeled)
 
 
 def test_probe_scores_embeddings_with_hdl_and_logits_with_argmax(digits):
@@ -75,9 +75,8 @@ def test_balanced_labels_have_no_head_or_tail(digits):
     assert "head" not in score and "tail" not in score
 
 
-def test_many_unlabeled_samples_are_subsampled_by_the_seed(digits, monkeypatch):
-    monkeypatch.setattr(probe_module, "MAX_UNLABELED", 200)
-    first, again, other = (probe_on_digits(digits, [4] * 10, seed)[0] for seed in (0, 0, 1))
+def test_many_unlabeled_samples_are_subsampled_by_the_seed(digits):
+    first, again, other = (probe_on_digits(digits, [4] * 10, seed, max_unlabeled=200)[0] for seed in (0, 0, 1))
     assert int(first.evaluated.sum()) == 200 and len(first.positions) == 240
     assert torch.equal(first.positions, again.positions) and not torch.equal(first.positions, other.positions)
     assert first(PixelModel(64, 10), 1, 1)["n_unlabeled"] == 200

@@ -89,7 +89,9 @@ class Trainer:
         if train.probe_every:
             from hdl.training.probe import LabelProbe  # imports faiss: only when probing
 
-            self.probe = LabelProbe(data, config.seed, train.probe_k, train.probe_confidence, train.eval_batch_size, self.bf16)
+            self.probe = LabelProbe(
+                data, config.seed, train.probe_k, train.probe_confidence, train.probe_samples, train.eval_batch_size, self.bf16
+            )
         self.seconds = 0.0
         self.tracker_id: str | None = None
 

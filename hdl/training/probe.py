@@ -15,11 +15,13 @@ ties going to the lower class index.
 
 The probe reads the model between steps, at its own cadence, like the test-set
 evaluation; it draws from no global random generator, so a run trains the same
-with it on or off.  Where there are more than ``MAX_UNLABELED`` unlabeled samples
+with it on or off.  Where there are more than ``probe_samples`` unlabeled samples
 it scores a fixed subsample of them, drawn from the run's seed (the same in
-stage 1 and stage 2): 10,000 samples put the standard error of an accuracy at
-most 0.5 points at full coverage and 1.6 points at 10%, and keep HDL's k-NN graph
-on the exact search (``hdl.labeling.knn.EXACT_MAX_SIZE``).
+stage 1 and stage 2).  The trainer's 10,000 put the standard error of an accuracy
+at most 0.5 points at full coverage and 1.6 points at 10%, and keep HDL's k-NN
+graph on the exact search (``hdl.labeling.knn.EXACT_MAX_SIZE``).  The cost is
+the forward pass (HDL with adaptive k takes under a second at 10,000): about a
+test-set evaluation of as many images.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from hdl.training.inference import predict
 from hdl.training.streams import TrainingData, stream_seed
 
 COVERAGES = (1.0, 0.5, 0.3, 0.1)
-MAX_UNLABELED = 10_000
 SUBSAMPLE_STREAM = 2  # stream_seed's stream of the probe's subsample (0 and 1 are the data streams)
 LABELERS = ("argmax", "hdl")
 
@@ -50,14 +51,16 @@ def coverage_key(coverage: float) -> str:
 class LabelProbe:
     """Scores the argmax and HDL labels of a model on a run's unlabeled samples (see the module docstring)."""
 
-    def __init__(self, data: TrainingData, seed: int, k: int, confidence: str, batch_size: int, bf16: bool):
+    def __init__(
+        self, data: TrainingData, seed: int, k: int, confidence: str, max_unlabeled: int, batch_size: int, bf16: bool
+    ):
         if confidence not in select.CONFIDENCES:
             raise UserError(f"--set probe_confidence={confidence}: must be one of {', '.join(select.CONFIDENCES)}")
         given = data.labeled_index[: len(data.given_targets)].cpu().numpy()
         unlabeled = np.setdiff1d(data.unlabeled_index.cpu().numpy(), given)
-        if len(unlabeled) > MAX_UNLABELED:
+        if len(unlabeled) > max_unlabeled:
             rng = np.random.default_rng(stream_seed(seed, SUBSAMPLE_STREAM))
-            unlabeled = np.sort(rng.choice(unlabeled, MAX_UNLABELED, replace=False))
+            unlabeled = np.sort(rng.choice(unlabeled, max_unlabeled, replace=False))
         self.positions = torch.as_tensor(np.concatenate([given, unlabeled]), device=data.train_images.device)
         self.labels = np.concatenate([data.given_targets.cpu().numpy(), np.full(len(unlabeled), -1)]).astype(np.int64)
         self.truth = data.train_labels[self.positions].cpu().numpy()

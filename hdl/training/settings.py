@@ -60,7 +60,9 @@ class TrainConfig:
     probe's k, 0 to choose it by hold-out as `hdl relabel --k auto` does;
     ``probe_confidence``: the confidence that ranks HDL's labels for the
     probe's matched coverages, a name ``hdl.labeling.select.hdl_confidence``
-    knows (the workflow passes its ``hdl.k`` and ``hdl.confidence``).
+    knows (the workflow passes its ``hdl.k`` and ``hdl.confidence``);
+    ``probe_samples``: at most this many unlabeled samples are scored (a fixed
+    subsample drawn from the seed where there are more).
     """
 
     lr: float = 0.03
@@ -80,11 +82,12 @@ class TrainConfig:
     stage2_lr: str = "hold"
     extra_labels_leave_unlabeled: bool = False
     probe_every: int = 1024
+    probe_samples: int = 10_000
     probe_k: int = 0
     probe_confidence: str = "consistency"
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size"):
+        for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size", "probe_samples"):
             if getattr(self, key) < 1:
                 raise UserError(f"--set {key}={getattr(self, key)}: must be at least 1")
         for key in ("probe_every", "probe_k"):
