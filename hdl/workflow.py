@@ -193,12 +193,11 @@ def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) 
 
 
 def probe_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The label probe's k and confidence, those `hdl relabel` uses (``hdl.k``, auto as 0, ``hdl.confidence``),
-    unless a train block sets them; none without an ``hdl`` block."""
-    hdl = config.get("hdl")
-    if not hdl:
-        return {}
-    return {"probe_k": 0 if hdl["k"] == "auto" else hdl["k"], "probe_confidence": hdl["confidence"]}
+    """The label probe's k and confidence, those `hdl relabel` uses (``hdl.k``, auto as 0, ``hdl.confidence``);
+    a key the config leaves out keeps the trainer's default, which is the schema's."""
+    hdl = config.get("hdl") or {}
+    settings = {"probe_k": 0 if hdl["k"] == "auto" else hdl["k"]} if "k" in hdl else {}
+    return settings | ({"probe_confidence": hdl["confidence"]} if "confidence" in hdl else {})
 
 
 def split_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
