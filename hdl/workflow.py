@@ -181,6 +181,7 @@ def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[s
 def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) -> str:
     """``--arch A --steps T --set key=value ...`` of one training run of ``cell`` (dataset, labels, imbalance, method)."""
     settings = train_settings(config, cell)
+    settings |= {key: value for key, value in probe_settings(config).items() if key not in settings}
     missing = [key for key in ("arch", STEPS_KEYS[stage]) if key not in settings]
     if missing:
         raise ConfigError(f"train.{missing[0]}: not set for {dict(cell)}; give it under train")
@@ -189,6 +190,14 @@ def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) 
         if key not in STEPS_KEYS.values():
             flags += ["--set", f"{key}={_set_value(value)}"]
     return _join(flags)
+
+
+def probe_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The label probe's k and confidence, those `hdl relabel` uses (``hdl.k``, auto as 0, ``hdl.confidence``);
+    a key the config leaves out keeps the trainer's default, which is the schema's."""
+    hdl = config.get("hdl") or {}
+    settings = {"probe_k": 0 if hdl["k"] == "auto" else hdl["k"]} if "k" in hdl else {}
+    return settings | ({"probe_confidence": hdl["confidence"]} if "confidence" in hdl else {})
 
 
 def split_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:

@@ -282,7 +282,7 @@ def test_pseudo_label_table_shows_the_stage2_selection(results: Path) -> None:
 
 def test_plots_are_written(aggregated: Path) -> None:
     results = aggregated
-    for name in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves"):
+    for name in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy"):
         png = results / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size > 20_000

@@ -272,6 +272,18 @@ def test_train_flags_merge_dataset_and_method_overrides_and_skip_nulls():
     )
 
 
+def test_the_probe_takes_relabels_k_and_confidence_unless_a_train_block_sets_them():
+    config = {
+        "grid": {"settings": [{"dataset": "cifar10", "labels": [40]}]},
+        "train": {"arch": "wrn-28-2", "stage1_steps": 10, "stage2_steps": 5, "set": {"probe_confidence": "rank"}},
+        "hdl": {"k": 20, "confidence": "agreement"},
+    }
+    flags = workflow.train_flags(config, cell("cifar10", "fixmatch"), stage=1)
+    assert flags == "--arch wrn-28-2 --steps 10 --set probe_confidence=rank --set probe_k=20"
+    config["hdl"]["k"] = "auto"
+    assert workflow.train_flags(config, cell("cifar10", "fixmatch"), stage=1).endswith("--set probe_k=0")
+
+
 def test_train_settings_apply_the_six_layers_most_specific_last():
     config = {
         "grid": {"settings": [
@@ -420,7 +432,7 @@ def test_tiny_grid_resumes_a_killed_training_job_and_ends_in_tables_and_report(t
     assert "FixMatch + HDL" in accuracy and "digits, 50 labels" in accuracy
     assert re.search(r"\| FixMatch \+ HDL \| \d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
     assert "digits" in (tables / "pseudo_labels.md").read_text()
-    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves"):
+    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy"):
         assert (tmp_path / "results/plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = snakemake(tmp_path, "--report", "results/report.html")

@@ -35,6 +35,9 @@ def read_metrics(
     for number, row in enumerate(history):
         if "top1" in row:
             fraction(source, f"history[{number}].top1", row["top1"])
+    probes = record.get("probes", [])
+    if not isinstance(probes, list) or not all(isinstance(row, dict) and isinstance(row.get("global_step"), int) for row in probes):
+        raise source.error("probes is not a list of label probes with an integer global_step each")
     check_cell(source, record_cell(source, record), expected_cell(expected), expected_by)
     return record
 

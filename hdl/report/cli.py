@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hdl.io import atomic_path
 from hdl.report import plots
+from hdl.report.probe_plot import plot_probe_accuracy
 from hdl.report.collect import collect_runs, load_grid
 from hdl.report.published import attach_published, load_published
 from hdl.report.render import to_latex, to_markdown
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     plots.plot_hdl_gain(accuracy, seed_values, plots_dir / "hdl_gain.png")
     plots.plot_pseudo_label_accuracy(relabels, grid, rounds[0], plots_dir / "pseudo_label_accuracy.png")
     plots.plot_training_curves(metrics, grid, plots_dir / "training_curves.png")
+    plot_probe_accuracy(metrics, grid, plots_dir / "probe_accuracy.png")
 
     finished = int((accuracy["n_seeds"] > 0).sum())
     print(f"hdl aggregate: {len(metrics)} metrics.json, {len(relabels)} relabel.json; "

@@ -61,6 +61,7 @@ def summarise(state: dict) -> dict[str, Any]:
         **state["sizes"],
         "config": config,
         "history": history,
+        "probes": state["probes"],
     }
 
 

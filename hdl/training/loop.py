@@ -6,6 +6,8 @@ step draws a labeled and an unlabeled batch, sets the LR and the averages'
 rates, lets the method compute its loss and steps SGD and the EMA.  The EMA
 model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
+Every ``probe_every`` steps the label probe (``hdl.training.probe``) scores
+the EMA model's argmax and HDL's labels on its embeddings.
 
 Stage 2 (``--init``) continues the method rather than restarting it: the
 model, its EMA, the optimiser's momentum and the method's state (thresholds,
@@ -82,6 +84,14 @@ class Trainer:
         self.make_streams()
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
+        self.probes: list[dict[str, Any]] = []
+        self.probe = None
+        if train.probe_every:
+            from hdl.training.probe import LabelProbe  # imports faiss: only when probing
+
+            self.probe = LabelProbe(
+                data, config.seed, train.probe_k, train.probe_confidence, train.probe_samples, train.eval_batch_size, self.bf16
+            )
         self.seconds = 0.0
         self.tracker_id: str | None = None
 
@@ -110,6 +120,7 @@ class Trainer:
             },
             "history": self.history,
             "last_eval": self.last_eval,
+            "probes": self.probes,
             "seconds": self.seconds,
             "sizes": self.data.sizes(),
             "tracker_id": self.tracker_id,
@@ -127,6 +138,7 @@ class Trainer:
         self.schedule = state["schedule"]
         self.history = state["history"]
         self.last_eval = state["last_eval"]
+        self.probes = state["probes"]
         self.seconds = state["seconds"]
         self.tracker_id = state["tracker_id"]
 
@@ -271,6 +283,9 @@ class Trainer:
                 self.history.append(row)
                 tracker.log({"eval/top1": row["top1"], "eval/balanced_acc": row["balanced_acc"]}, self.step)
                 bar.write(f"step {self.step}: top1 {row['top1']:.4f}  balanced_acc {row['balanced_acc']:.4f}")
+            if self.probe is not None and (self.step % train.probe_every == 0 or done):
+                self.probes.append(self.probe(self.ema.model, self.step, self.schedule["start_step"] + self.step))
+                tracker.log(self.probe.tracked_values(self.probes[-1]), self.step)
             if save_due:
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()

@@ -18,6 +18,7 @@ from hdl.ssl import algorithm_class, config_fields
 
 PRECISIONS = ("fp32", "bf16")
 STAGE2_LR_RULES = ("hold", "anneal", "restart")
+PROBE_ZERO = {"probe_every": "no label probe", "probe_k": "k chosen by hold-out"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class TrainConfig:
     reachable sample, so leaving would empty the stream and silence the base
     method's unlabeled loss; kept, stage 2 differs from its paired baseline
     only by the extra labels.
+
+    ``probe_every``: every this many steps (and at the last) the label probe
+    (``hdl.training.probe``) scores the EMA model's argmax and HDL on its
+    embeddings against the true labels of the unlabeled training samples; 0
+    turns it off (and `hdl train` then never imports faiss).  ``probe_k``: the
+    probe's k, 0 to choose it by hold-out as `hdl relabel --k auto` does;
+    ``probe_confidence``: the confidence that ranks HDL's labels for the
+    probe's matched coverages, a name ``hdl.labeling.select.hdl_confidence``
+    knows (the workflow passes its ``hdl.k`` and ``hdl.confidence``);
+    ``probe_samples``: at most this many unlabeled samples are scored (a fixed
+    subsample drawn from the seed where there are more).
     """
 
     lr: float = 0.03
@@ -69,11 +81,18 @@ class TrainConfig:
     precision: str = "fp32"
     stage2_lr: str = "hold"
     extra_labels_leave_unlabeled: bool = False
+    probe_every: int = 1024
+    probe_samples: int = 10_000
+    probe_k: int = 0
+    probe_confidence: str = "consistency"
 
     def __post_init__(self) -> None:
-        for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size"):
+        for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size", "probe_samples"):
             if getattr(self, key) < 1:
                 raise UserError(f"--set {key}={getattr(self, key)}: must be at least 1")
+        for key in ("probe_every", "probe_k"):
+            if getattr(self, key) < 0:
+                raise UserError(f"--set {key}={getattr(self, key)}: must be at least 0 (0: {PROBE_ZERO[key]})")
         if self.uratio < 0 or not 0 <= self.ema <= 1:
             raise UserError(f"uratio must be >= 0 and ema in [0, 1]; got uratio={self.uratio}, ema={self.ema}")
         for key, allowed in (("precision", PRECISIONS), ("stage2_lr", STAGE2_LR_RULES)):

@@ -67,6 +67,12 @@ rule aggregate:
             category="Plots",
             labels={"figure": "training curves"},
         ),
+        probe_plot=report(
+            f"{layout.PLOTS}/probe_accuracy.png",
+            caption="../report/probe_accuracy.rst",
+            category="Plots",
+            labels={"figure": "pseudo-label accuracy through training"},
+        ),
     log:
         layout.job_log("aggregate"),
     conda:

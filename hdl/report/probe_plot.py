@@ -1,0 +1,92 @@
+"""The label probe's figure: pseudo-label accuracy against training step, embeddings (HDL) against logits (argmax).
+
+metrics.json's ``probes`` (``hdl.training.probe``) hold, every ``probe_every`` steps of a
+run, the accuracy of the EMA model's argmax and of HDL on its embeddings on the run's
+unlabeled training samples.  Stage 2 probes at the method's global step, which continues
+stage 1's, so stage 1 and both stage-2 variants share one time axis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hdl.report.collect import STAGE1_VARIANT
+from hdl.report.display import labeler_name, method_name, setting_name
+from hdl.report.plots import LABELER_STYLE, _legend, _mark_empty, _panels, _save, _select, _settings
+
+#: the probe's coverages drawn, one column each: all of a labeler's labels, and its most confident 30%
+PLOT_COVERAGES = {"full": "all labels", "top30": "most confident 30%"}
+LABELERS = ("hdl", "argmax")
+VARIANT_LINES = {
+    STAGE1_VARIANT: {"linestyle": "-", "label": "stage 1"},
+    "hdl": {"linestyle": "--", "label": "stage 2 with HDL labels"},
+    "baseline": {"linestyle": ":", "label": "stage 2 baseline (no HDL labels)"},
+}
+COLUMNS = ["seed", "variant", "global_step", "labeler", "coverage", "accuracy"]
+
+
+def probe_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every probe of ``runs`` (metrics frame rows) as rows of COLUMNS, accuracy in percent."""
+    rows = [
+        {"seed": run.seed, "variant": run.variant, "global_step": probe["global_step"], "labeler": labeler,
+         "coverage": coverage, "accuracy": 100.0 * probe[labeler][coverage]["accuracy"]}
+        for run in runs.itertuples(index=False)
+        for probe in run.record.get("probes", [])
+        for labeler in LABELERS
+        for coverage in PLOT_COVERAGES
+        if probe[labeler][coverage]["accuracy"] is not None
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def seed_band(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per global step: mean over seeds, and the band mean ± sample std (0 with one seed) clipped to [0, 100]."""
+    by_step = rows.groupby("global_step")["accuracy"].agg(["mean", "std"]).fillna({"std": 0.0})
+    by_step["low"] = np.clip(by_step["mean"] - by_step["std"], 0.0, 100.0)
+    by_step["high"] = np.clip(by_step["mean"] + by_step["std"], 0.0, 100.0)
+    return by_step
+
+
+def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -> None:
+    """Rows: setting and method; columns: PLOT_COVERAGES. Lines: HDL and argmax per stage and variant."""
+    settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
+    panels = [(setting, method, coverage) for setting in settings for method in methods for coverage in PLOT_COVERAGES]
+    fig, axes = _panels(len(panels), columns=len(PLOT_COVERAGES), width=4.6, height=3.3)
+    for axis, (setting, method, coverage) in zip(axes, panels):
+        runs = _select(metrics, setting) if not metrics.empty else metrics
+        runs = runs[runs["method"] == method] if not runs.empty else runs
+        rows = probe_rows(runs) if not runs.empty else pd.DataFrame(columns=COLUMNS)
+        axis.set_title(f"{setting_name(*setting)}\n{method_name(method)}, {PLOT_COVERAGES[coverage]} "
+                       f"(n={rows['seed'].nunique()})", fontsize=9)
+        axis.set_xlabel("training step (stage 2 continues stage 1)")
+        axis.set_ylabel("pseudo-label accuracy (%)")
+        axis.grid(alpha=0.3)
+        rows = rows[rows["coverage"] == coverage]
+        if rows.empty:
+            _mark_empty(axis, "no probes in metrics.json")
+            continue
+        stage1 = rows[rows["variant"] == STAGE1_VARIANT]
+        stage1_end = stage1[stage1["global_step"] == stage1["global_step"].max()]
+        for variant, line in VARIANT_LINES.items():
+            for labeler in LABELERS:
+                curve = rows[(rows["variant"] == variant) & (rows["labeler"] == labeler)]
+                if curve.empty:
+                    continue
+                if variant != STAGE1_VARIANT:  # stage 2 starts from stage 1's last model
+                    curve = pd.concat([stage1_end[stage1_end["labeler"] == labeler], curve])
+                band, color = seed_band(curve), LABELER_STYLE[labeler]["color"]
+                axis.plot(band.index, band["mean"], color=color, linestyle=line["linestyle"], linewidth=1.6)
+                axis.fill_between(band.index, band["low"], band["high"], color=color, alpha=0.15, linewidth=0)
+        if not stage1.empty and len(rows) > len(stage1):
+            axis.axvline(stage1["global_step"].max(), color="0.5", linewidth=0.8)
+        axis.set_ylim(0, 100)
+    entries = [(labeler_name(labeler), {"color": LABELER_STYLE[labeler]["color"]}) for labeler in LABELERS]
+    entries += [(line["label"], {"color": "black", "linestyle": line["linestyle"]}) for line in VARIANT_LINES.values()]
+    _legend(fig, entries)
+    fig.suptitle("Pseudo-label accuracy on the unlabeled training samples through training:\n"
+                 "HDL on the embeddings against the argmax of the logits\n"
+                 "(mean over seeds, band ± std; grey line: end of stage 1)", fontsize=11)
+    _save(fig, path)

@@ -1,0 +1,132 @@
+"""Label quality through training: the EMA model's logits against its embeddings.
+
+Every ``probe_every`` steps the trainer hands its EMA model to a ``LabelProbe``,
+which labels the run's unlabeled training samples twice and scores both against
+their true labels: the classifier's argmax (confidence: its max probability) and
+HDL on the L2-normalised embeddings, seeded with the split's given labels only
+(stage 2's extra labels do not seed it), with the run's k or k chosen by hold-out
+as `hdl relabel --k auto` does, and its labels ranked by the confidence the
+stage-2 selection uses (``probe_confidence``).  Each is scored at full coverage
+and at its own top 50, 30 and 10% (``COVERAGES``), overall and per true class;
+where the given labels' class counts differ (long-tailed data) also as the mean
+per-class accuracy of the head and tail classes: the third of the classes
+(C // 3, at least one) with the most given labels, and the third with the fewest,
+ties going to the lower class index.
+
+The probe reads the model between steps, at its own cadence, like the test-set
+evaluation; it draws from no global random generator, so a run trains the same
+with it on or off.  Where there are more than ``probe_samples`` unlabeled samples
+it scores a fixed subsample of them, drawn from the run's seed (the same in
+stage 1 and stage 2).  The trainer's 10,000 put the standard error of an accuracy
+at most 0.5 points at full coverage and 1.6 points at 10%, and keep HDL's k-NN
+graph on the exact search (``hdl.labeling.knn.EXACT_MAX_SIZE``).  The cost is
+the forward pass (HDL with adaptive k takes under a second at 10,000): about a
+test-set evaluation of as many images.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from hdl.errors import UserError
+from hdl.labeling import adaptive, baselines, knn, select
+from hdl.labeling.evaluate import score_labeler
+from hdl.training.inference import predict
+from hdl.training.streams import TrainingData, stream_seed
+
+COVERAGES = (1.0, 0.5, 0.3, 0.1)
+SUBSAMPLE_STREAM = 2  # stream_seed's stream of the probe's subsample (0 and 1 are the data streams)
+LABELERS = ("argmax", "hdl")
+
+
+def coverage_key(coverage: float) -> str:
+    """How a coverage names its scores in a probe row: "full", "top50", "top30", "top10"."""
+    return "full" if coverage == 1.0 else f"top{round(100 * coverage)}"
+
+
+class LabelProbe:
+    """Scores the argmax and HDL labels of a model on a run's unlabeled samples (see the module docstring)."""
+
+    def __init__(
+        self, data: TrainingData, seed: int, k: int, confidence: str, max_unlabeled: int, batch_size: int, bf16: bool
+    ):
+        if confidence not in select.CONFIDENCES:
+            raise UserError(f"--set probe_confidence={confidence}: must be one of {', '.join(select.CONFIDENCES)}")
+        given = data.labeled_index[: len(data.given_targets)].cpu().numpy()
+        unlabeled = np.setdiff1d(data.unlabeled_index.cpu().numpy(), given)
+        if len(unlabeled) > max_unlabeled:
+            rng = np.random.default_rng(stream_seed(seed, SUBSAMPLE_STREAM))
+            unlabeled = np.sort(rng.choice(unlabeled, max_unlabeled, replace=False))
+        self.positions = torch.as_tensor(np.concatenate([given, unlabeled]), device=data.train_images.device)
+        self.labels = np.concatenate([data.given_targets.cpu().numpy(), np.full(len(unlabeled), -1)]).astype(np.int64)
+        self.truth = data.train_labels[self.positions].cpu().numpy()
+        self.evaluated = self.labels < 0
+        n = len(self.labels)
+        if k and not k < n:
+            raise UserError(f"--set probe_k={k}: must be below the {n} samples the probe labels; lower it, or 0 to choose")
+        self.k_candidates = [k] if k else [c for c in adaptive.K_CANDIDATES if c < n] or [n - 1]
+        self.fixed_k = k or None
+        self.data, self.seed, self.confidence, self.batch_size, self.bf16 = data, seed, confidence, batch_size, bf16
+        counts = np.bincount(self.labels[~self.evaluated], minlength=data.num_classes)
+        third = max(data.num_classes // 3, 1)
+        by_count = np.argsort(-counts, kind="stable")
+        self.groups = {} if counts.min() == counts.max() else {"head": by_count[:third], "tail": by_count[-third:]}
+
+    def __call__(self, model: torch.nn.Module, step: int, global_step: int) -> dict[str, Any]:
+        """One probe row: the run's ``step``, the method's ``global_step`` (stage 2 continues stage 1's),
+        HDL's k, the samples scored, the seconds it took and, per labeler and coverage, its scores."""
+        started = time.perf_counter()
+        images = self.data.train_images[self.positions]
+        logits, features = predict(model, images, self.data.views, self.batch_size, self.bf16)
+        probs = torch.softmax(logits, dim=1).cpu().numpy()
+        embeddings = torch.nn.functional.normalize(features, dim=1).cpu().numpy()
+        num_classes = self.data.num_classes
+        graph = knn.build_knn_graph(embeddings, max(self.k_candidates), seed=self.seed)
+        chosen = adaptive.adaptive_hdl(
+            graph, self.labels, num_classes, k=self.fixed_k, k_candidates=self.k_candidates, seed=self.seed
+        )
+        confidence = select.hdl_confidence(
+            self.confidence, graph.truncate(chosen.k), chosen.result, self.labels, embeddings, probs
+        )
+        labelings = {
+            "argmax": baselines.argmax_labels(probs, self.labels),
+            "hdl": baselines.Labeling(chosen.result.labels, confidence),
+        }
+        scores = {
+            name: {coverage_key(coverage): self._score(labeling, coverage) for coverage in COVERAGES}
+            for name, labeling in labelings.items()
+        }
+        return {
+            "step": step,
+            "global_step": global_step,
+            "k": chosen.k,
+            "n_unlabeled": int(self.evaluated.sum()),
+            "hdl_confidence": self.confidence,
+            "seconds": time.perf_counter() - started,
+            **scores,
+        }
+
+    def _score(self, labeling: baselines.Labeling, coverage: float) -> dict[str, Any]:
+        score = score_labeler(labeling, self.truth, self.evaluated, coverage, n_classes=self.data.num_classes)
+        # plain floats: the checkpoint keeps the rows, and it loads nothing but plain types
+        per_class = [None if value is None else float(value) for value in score["per_class"].values()]
+        row = {"accuracy": score["accuracy"], "coverage": score["coverage"], "per_class": per_class}
+        for group, classes in self.groups.items():
+            values = [per_class[c] for c in classes if per_class[c] is not None]
+            row[group] = float(np.mean(values)) if values else None
+        return row
+
+    @staticmethod
+    def tracked_values(row: dict[str, Any]) -> dict[str, float]:
+        """A probe row's accuracies for the tracker: probe/<labeler>/<coverage>[/head|/tail]."""
+        values = {}
+        for labeler in LABELERS:
+            for coverage, score in row[labeler].items():
+                for key, name in (("accuracy", ""), ("head", "/head"), ("tail", "/tail")):
+                    if score.get(key) is not None:
+                        values[f"probe/{labeler}/{coverage}{name}"] = score[key]
+        return values

@@ -1,0 +1,67 @@
+"""The probe plot of `hdl aggregate`: HDL against argmax through training, stage 2 after stage 1."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hdl.report.collect import collect_runs
+from hdl.report.probe_plot import probe_rows, seed_band
+from test_report import aggregate, metrics_record, seed_dir, write_json
+
+SETTING = ("fashion_mnist", 100, 10)
+SEEDS = (0, 1)
+# (variant, global step) -> {labeler: (full, top30) accuracy per seed}
+PROBES = {
+    ("stage1", 10): {"hdl": [(0.60, 0.90), (0.70, 1.00)], "argmax": [(0.40, 0.50), (0.50, 0.70)]},
+    ("stage1", 20): {"hdl": [(0.70, 0.95), (0.80, 1.00)], "argmax": [(0.50, 0.60), (0.60, 0.80)]},
+    ("hdl", 25): {"hdl": [(0.80, 1.00), (0.90, 1.00)], "argmax": [(0.70, 0.90), (0.80, 0.90)]},
+    ("hdl", 30): {"hdl": [(0.85, 1.00), (0.95, 1.00)], "argmax": [(0.75, 0.90), (0.85, 0.95)]},
+    ("baseline", 25): {"hdl": [(0.72, 0.96), (0.82, 1.00)], "argmax": [(0.52, 0.62), (0.62, 0.82)]},
+    ("baseline", 30): {"hdl": [(0.74, 0.97), (0.84, 1.00)], "argmax": [(0.54, 0.64), (0.64, 0.84)]},
+}
+
+
+def probe(global_step: int, scores: dict, seed: int) -> dict:
+    def score(accuracy: float, coverage: float) -> dict:
+        return {"accuracy": accuracy, "coverage": coverage, "per_class": [accuracy] * 10}
+
+    return {"step": global_step - 20 * (global_step > 20), "global_step": global_step, "k": 10, "n_unlabeled": 700,
+            **{labeler: {"full": score(values[seed][0], 1.0), "top50": score(values[seed][1], 0.5),
+                         "top30": score(values[seed][1], 0.3), "top10": score(1.0, 0.1)}
+               for labeler, values in scores.items()}}
+
+
+def build_tree(tmp_path: Path) -> Path:
+    for seed in SEEDS:
+        base = seed_dir(tmp_path / "runs", SETTING, "fixmatch", seed)
+        for variant in ("stage1", "hdl", "baseline"):
+            record = metrics_record(0.8, "fixmatch")
+            record["probes"] = [probe(step, scores, seed) for (v, step), scores in PROBES.items() if v == variant]
+            write_json((base / "stage1" if variant == "stage1" else base / "round~1" / f"variant~{variant}")
+                       / "metrics.json", record)
+    return tmp_path
+
+
+def test_probe_rows_put_stage_2_after_stage_1_and_clip_the_band(tmp_path):
+    metrics, _ = collect_runs(build_tree(tmp_path) / "runs")
+    rows = probe_rows(metrics)
+    assert len(rows) == len(SEEDS) * len(PROBES) * 2 * 2  # seeds x probes x labelers x plotted coverages
+    hdl_top30 = rows[(rows["labeler"] == "hdl") & (rows["coverage"] == "top30")]
+    assert sorted(hdl_top30[hdl_top30["variant"] == "hdl"]["global_step"].unique()) == [25, 30]
+    band = seed_band(hdl_top30[hdl_top30["variant"] == "stage1"])
+    assert list(band.index) == [10, 20]
+    assert band.loc[10, "mean"] == pytest.approx(95.0)
+    assert band.loc[10, "high"] == 100.0 and band.loc[10, "low"] == pytest.approx(95.0 - 50**0.5)
+    argmax_full = rows[(rows["labeler"] == "argmax") & (rows["coverage"] == "full") & (rows["variant"] == "baseline")]
+    assert seed_band(argmax_full).loc[25, "mean"] == pytest.approx(57.0)
+
+
+def test_aggregate_draws_the_probe_plot(tmp_path):
+    results = build_tree(tmp_path)
+    grid = pd.DataFrame([(*SETTING, "fixmatch", seed) for seed in SEEDS],
+                        columns=["dataset", "labels", "imbalance", "method", "seed"])
+    grid.to_csv(results / "grid.csv", index=False)
+    assert aggregate(results) == 0
+    png = results / "plots" / "probe_accuracy.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
