@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 
 BN_MOMENTUM = 0.001
@@ -28,8 +29,48 @@ FINAL_BN_EPS = 0.001
 LEAKY_SLOPE = 0.1
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose ``momentum`` may also be a 0-d tensor on the module's device.
+
+    The trainer warms the momentum up step by step (``hdl.training.averaging``).
+    As a Python float, every new value is a new constant to ``torch.compile``,
+    which recompiles the step each time; as a tensor shared by all the
+    model's BatchNorms (``share_momentum``) and changed in place, it is data.
+    In training, the batch statistics then land in ``batch_mean`` and
+    ``batch_var`` (momentum 1 in ``F.batch_norm``) and the running averages
+    move towards them by ``momentum`` here.  A float momentum (also what
+    ``hdl.ssl.ops.frozen_bn_statistics`` sets) runs ``nn.BatchNorm2d`` unchanged.
+    """
+
+    def __init__(self, channels: int, momentum: float, eps: float):
+        super().__init__(channels, eps=eps, momentum=momentum)
+        self.register_buffer("batch_mean", torch.zeros(channels), persistent=False)
+        self.register_buffer("batch_var", torch.ones(channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        momentum = self.momentum
+        if not isinstance(momentum, torch.Tensor):
+            return super().forward(x)
+        if not self.training:
+            return nnf.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        self.num_batches_tracked.add_(1)
+        output = nnf.batch_norm(x, self.batch_mean, self.batch_var, self.weight, self.bias, True, 1.0, self.eps)
+        self.running_mean.lerp_(self.batch_mean, momentum)
+        self.running_var.lerp_(self.batch_var, momentum)
+        return output
+
+
+def share_momentum(model: nn.Module, momentum: torch.Tensor) -> None:
+    """Let every BatchNorm of ``model`` (all ``BatchNorm2d`` of this module) move its running averages at ``momentum``, a 0-d tensor the caller changes in place."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if not isinstance(module, BatchNorm2d):
+                raise TypeError(f"{type(module).__name__} cannot take a tensor momentum; build the model with hdl.nets.BatchNorm2d")
+            module.momentum = momentum
+
+
 def _bn_act(channels: int, bn_momentum: float, eps: float = BLOCK_BN_EPS) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(channels, momentum=bn_momentum, eps=eps), nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(BatchNorm2d(channels, bn_momentum, eps), nn.LeakyReLU(LEAKY_SLOPE))
 
 
 class PreActBlock(nn.Module):

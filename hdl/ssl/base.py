@@ -51,13 +51,12 @@ class Batch:
 
 @dataclass
 class StepContext:
-    step: int  # 0-based index of the current optimiser step
+    """Where the run is.  The trainer passes ``step`` as a 0-d tensor on the training device, which
+    a compiled step reads as data (an int would be a new constant every step); tests may pass ints."""
+
+    step: torch.Tensor | int  # 0-based index of the current optimiser step
     total_steps: int
     views: Views
-
-    @property
-    def progress(self) -> float:
-        return self.step / max(1, self.total_steps)
 
 
 class Algorithm(nn.Module):

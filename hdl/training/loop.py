@@ -31,7 +31,7 @@ from hdl.io import write_json
 from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
 from hdl.track import Tracker, TrackingOptions
-from hdl.training.averaging import EMA, averaging_rates, set_bn_momentum
+from hdl.training.averaging import EMA, AveragingRates, averaging_rates
 from hdl.training.checkpoint import (
     CHECKPOINT_FORMAT,
     config_differences,
@@ -43,9 +43,10 @@ from hdl.training.checkpoint import (
     summarise,
 )
 from hdl.training.inference import MixedPrecision, accuracy_metrics, predict, uses_bf16
+from hdl.training.compiling import compile_step
 from hdl.training.optim import cosine_lr, make_optimizer, stage2_learning_rate
-from hdl.training.settings import RunConfig
-from hdl.training.streams import EpochShuffler, TrainingData, stream_seed
+from hdl.training.settings import RunConfig, run_identity
+from hdl.training.streams import EpochShuffler, TrainingData, stream_seed, to_device
 
 
 class Trainer:
@@ -68,7 +69,10 @@ class Trainer:
         ).to(device)
         self.bf16 = uses_bf16(train.precision, device)
         self.forward = MixedPrecision(self.model, enabled=self.bf16)
+        self.rates = AveragingRates(self.model, device)
         self.ema = EMA(self.model, train.ema)
+        self.clock = torch.zeros((), dtype=torch.int64, device=device)  # the method's global step, as data
+        self.method_loss = compile_step(self.uncompiled_method_loss, train.compile, device)
         self.optimizer = make_optimizer(list(self.model.parameters()) + list(self.algorithm.parameters()), train)
         self.uses_unlabeled = self.algorithm.uses_unlabeled and train.uratio > 0
         if self.uses_unlabeled and len(data.unlabeled_index) == 0:
@@ -133,7 +137,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Continue this run from its own checkpoint, which must have been written by the same command."""
         saved = load_checkpoint(path)
-        differences = config_differences(saved.get("config", {}), self.config.as_dict())
+        differences = config_differences(run_identity(saved.get("config", {})), run_identity(self.config.as_dict()))
         if differences:
             raise UserError(
                 f"{path} belongs to a different run: {'; '.join(differences)}. "
@@ -173,9 +177,9 @@ class Trainer:
 
     def next_batch(self) -> Batch:
         data, train = self.data, self.config.train
-        labeled = self.labeled_stream.next(train.batch_size).to(self.device)
+        labeled = to_device(self.labeled_stream.next(train.batch_size), self.device)
         unlabeled = self.unlabeled_stream.next(train.batch_size * train.uratio if self.uses_unlabeled else 0)
-        unlabeled_index = data.unlabeled_index[unlabeled.to(self.device)]
+        unlabeled_index = data.unlabeled_index[to_device(unlabeled, self.device)]
         return Batch(
             labeled_images=data.train_images[data.labeled_index[labeled]],
             labeled_targets=data.labeled_targets[labeled],
@@ -190,19 +194,24 @@ class Trainer:
             return stage2_learning_rate(train.stage2_lr, train.lr, self.schedule["held_lr"], self.step, steps)
         return cosine_lr(train.lr, self.step, steps)
 
+    def uncompiled_method_loss(self, batch: Batch, clock: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        context = StepContext(step=clock, total_steps=self.schedule["method_steps"], views=self.data.views)
+        return self.algorithm.training_step(self.forward, batch, context)
+
     def train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One step, with no host synchronisation from drawing the batch to the EMA update: the
+        step's changing numbers (clock, averaging rates) are written into device tensors."""
         train = self.config.train
         global_step = self.schedule["start_step"] + self.step
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        ema_decay, bn_momentum = averaging_rates(train.ema, train.bn_momentum, global_step, train.ema_warmup)
-        set_bn_momentum(self.model, bn_momentum)
-        context = StepContext(step=global_step, total_steps=self.schedule["method_steps"], views=self.data.views)
-        loss, logs = self.algorithm.training_step(self.forward, self.next_batch(), context)
+        self.rates.set(*averaging_rates(train.ema, train.bn_momentum, global_step, train.ema_warmup))
+        self.clock.fill_(global_step)
+        loss, logs = self.method_loss(self.next_batch(), self.clock)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.ema.update(ema_decay)
+        self.ema.update(self.rates.ema_decay)
         self.step += 1
         return loss.detach(), logs
 
