@@ -30,33 +30,29 @@ LEAKY_SLOPE = 0.1
 
 
 class BatchNorm2d(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` whose ``momentum`` may also be a 0-d tensor on the module's device.
+    """``nn.BatchNorm2d`` whose running averages are updated here, at a ``momentum`` that may be a 0-d tensor.
 
     The trainer warms the momentum up step by step (``hdl.training.averaging``).
     As a Python float, every new value is a new constant to ``torch.compile``,
-    which recompiles the step each time; as a tensor shared by all the
-    model's BatchNorms (``share_momentum``) and changed in place, it is data.
-    In training, the batch statistics then land in ``batch_mean`` and
-    ``batch_var`` (momentum 1 in ``F.batch_norm``) and the running averages
-    move towards them by ``momentum`` here.  A float momentum (also what
-    ``hdl.ssl.ops.frozen_bn_statistics`` sets) runs ``nn.BatchNorm2d`` unchanged.
+    which recompiles the step each time; as a tensor on the model's device,
+    shared by all its BatchNorms (``share_momentum``) and changed in place, it
+    is data.  A momentum of 0 (``hdl.ssl.ops.frozen_bn_statistics``) leaves
+    the averages untouched.  Training normalises with the batch's statistics
+    and saves no running statistics for the backward pass, so a later pass may
+    update them in place.
     """
 
-    def __init__(self, channels: int, momentum: float, eps: float):
-        super().__init__(channels, eps=eps, momentum=momentum)
-        self.register_buffer("batch_mean", torch.zeros(channels), persistent=False)
-        self.register_buffer("batch_var", torch.ones(channels), persistent=False)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        momentum = self.momentum
-        if not isinstance(momentum, torch.Tensor):
-            return super().forward(x)
         if not self.training:
             return nnf.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        self.num_batches_tracked.add_(1)
-        output = nnf.batch_norm(x, self.batch_mean, self.batch_var, self.weight, self.bias, True, 1.0, self.eps)
-        self.running_mean.lerp_(self.batch_mean, momentum)
-        self.running_var.lerp_(self.batch_var, momentum)
+        output = nnf.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        momentum = self.momentum
+        if isinstance(momentum, torch.Tensor) or momentum:
+            with torch.no_grad():
+                variance, mean = torch.var_mean(x.float(), dim=(0, 2, 3))  # float statistics under bf16 autocast too
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(variance, momentum)
+                self.num_batches_tracked.add_(1)
         return output
 
 
@@ -70,7 +66,7 @@ def share_momentum(model: nn.Module, momentum: torch.Tensor) -> None:
 
 
 def _bn_act(channels: int, bn_momentum: float, eps: float = BLOCK_BN_EPS) -> nn.Sequential:
-    return nn.Sequential(BatchNorm2d(channels, bn_momentum, eps), nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(BatchNorm2d(channels, eps=eps, momentum=bn_momentum), nn.LeakyReLU(LEAKY_SLOPE))
 
 
 class PreActBlock(nn.Module):
