@@ -18,7 +18,6 @@ differs; both variants of a cell draw them from the same seeds.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,10 @@ from hdl.training.checkpoint import (
     set_rng_states,
     summarise,
 )
-from hdl.training.inference import MixedPrecision, accuracy_metrics, predict, uses_bf16
 from hdl.training.compiling import compile_step
+from hdl.training.inference import MixedPrecision, accuracy_metrics, predict, uses_bf16
 from hdl.training.optim import cosine_lr, make_optimizer, stage2_learning_rate
+from hdl.training.progress import progress_bar
 from hdl.training.settings import RunConfig, run_identity
 from hdl.training.streams import EpochShuffler, TrainingData, stream_seed, to_device
 
@@ -223,8 +223,6 @@ class Trainer:
 
     def fit(self, out_dir: str | Path, tracking: TrackingOptions, progress: bool = True) -> dict[str, Any]:
         """Train to ``steps``, resuming from ``out_dir/checkpoint.pt`` if there is one; write and return the metrics."""
-        from tqdm import tqdm
-
         train, steps = self.config.train, self.config.steps
         out_dir = Path(out_dir)
         checkpoint_path, metrics_path = out_dir / "checkpoint.pt", out_dir / "metrics.json"
@@ -243,14 +241,7 @@ class Trainer:
         first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
         check_every = 1 if self.device.type == "cpu" else train.log_every
         started = time.perf_counter()
-        bar = tqdm(
-            total=steps,
-            initial=self.step,
-            desc=self.config.method,
-            disable=not progress,
-            mininterval=0.1 if sys.stderr.isatty() else 30,
-            dynamic_ncols=True,
-        )
+        bar = progress_bar(steps, self.step, self.config.method, progress)
         self.model.train()
         while self.step < steps:
             loss, logs = self.train_step()
