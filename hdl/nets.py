@@ -45,12 +45,14 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return nnf.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        output = nnf.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        output, mean, inverse_std = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
         momentum = self.momentum
         if isinstance(momentum, torch.Tensor) or momentum:
             with torch.no_grad():
-                variance, mean = torch.var_mean(x.float(), dim=(0, 2, 3))  # float statistics under bf16 autocast too
-                self.running_mean.lerp_(mean, momentum)
+                # The batch's unbiased variance, from the 1 / sqrt(var + eps) the kernel computed (1e-7 relative).
+                count = x.numel() // x.shape[1]
+                variance = (inverse_std.float().pow(-2) - self.eps).clamp_min(0) * (count / max(count - 1, 1))
+                self.running_mean.lerp_(mean.float(), momentum)
                 self.running_var.lerp_(variance, momentum)
                 self.num_batches_tracked.add_(1)
         return output
