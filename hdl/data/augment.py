@@ -31,7 +31,7 @@ flip per op) and magnitudes are continuous, as in the paper's description.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -80,8 +80,16 @@ def mean_degenerate(images: torch.Tensor) -> torch.Tensor:
 
 
 def blur_degenerate(images: torch.Tensor) -> torch.Tensor:
-    """PIL's smoothing filter inside, the image on the border (`Sharpness` degenerate)."""
-    return tvf.adjust_sharpness(images, 0.0)
+    """PIL's smoothing filter (1 around, 5 in the centre, over 13) rounded inside,
+    the image on the border (`Sharpness` degenerate), in exact integer arithmetic."""
+    if min(images.shape[-2:]) <= 2:
+        return images
+    wide = images.to(torch.int16)
+    columns = wide[..., :-2, :] + wide[..., 1:-1, :] + wide[..., 2:, :]
+    weighted = columns[..., :-2] + columns[..., 1:-1] + columns[..., 2:] + 4 * wide[..., 1:-1, 1:-1]
+    blurred = images.clone()
+    blurred[..., 1:-1, 1:-1] = (2 * weighted + 13) // 26  # round(weighted / 13), never a tie as 13 is odd
+    return blurred
 
 
 def autocontrast(images: torch.Tensor) -> torch.Tensor:
@@ -104,7 +112,7 @@ def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 
 def solarize(images: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Invert values at or above the sample's threshold (PIL and torchvision convention)."""
-    return torch.where(images >= _per_sample(thresholds), 255 - images, images)
+    return images ^ (images >= _per_sample(thresholds)).to(torch.uint8) * 255  # x ^ 255 == 255 - x
 
 
 def rotation_matrices(degrees: torch.Tensor) -> torch.Tensor:
@@ -170,23 +178,17 @@ GEOMETRIC_OPS: dict[str, RandAugmentOp] = {
 RANDAUGMENT_OPS: tuple[str, ...] = (*sorted({**PIXEL_OPS, **ENHANCEMENTS}), *GEOMETRIC_OPS)
 
 
-def _drew(op_indices: torch.Tensor, names: Iterable[str]) -> torch.Tensor:
-    """Per sample, whether its op index is one of the named ops."""
-    drawn = torch.zeros_like(op_indices, dtype=torch.bool)
-    for name in names:
-        drawn = drawn | (op_indices == RANDAUGMENT_OPS.index(name))
-    return drawn
+def _pick(candidates: Sequence[torch.Tensor], choices: torch.Tensor) -> torch.Tensor:
+    """Per sample i, `candidates[choices[i]][i]` (candidates broadcast to one
+    shape): one stack and gather, cheaper in eager mode than a `where` per candidate."""
+    stacked = torch.stack(torch.broadcast_tensors(*candidates))
+    return stacked[choices, torch.arange(len(choices), device=choices.device)]
 
 
-def _chosen_per_sample(
-    op_indices: torch.Tensor, ops: dict[str, RandAugmentOp], value: Callable[[RandAugmentOp], torch.Tensor], default: torch.Tensor
-) -> torch.Tensor:
-    """Per sample, `value(op)` of the op it drew from `ops` (evaluated for the whole batch), else `default`."""
-    chosen = default
-    for name, op in ops.items():
-        drawn = _drew(op_indices, [name]).view(-1, *[1] * (default.ndim - 1))
-        chosen = torch.where(drawn, value(op), chosen)
-    return chosen
+def _positions(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.Tensor:
+    """Per sample, the position in `groups` of the group holding the op it drew."""
+    position = {name: index for index, group in enumerate(groups) for name in group}
+    return torch.tensor([position[name] for name in RANDAUGMENT_OPS], device=op_indices.device)[op_indices]
 
 
 def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -195,19 +197,23 @@ def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: tor
 
     Fixed shapes and no host synchronisation: every op runs on the whole batch
     and each sample takes its own op's result; the enhancements share one blend
-    (each sample with its op's degenerate image) and the geometric ops one warp
-    (each sample with its op's matrix)."""
-    augmented = _chosen_per_sample(op_indices, PIXEL_OPS, lambda op: op.function(images, op.magnitudes(levels)), images)
+    (each sample with its op's degenerate image and factor) and the geometric
+    ops one warp (each sample with its op's matrix)."""
+    # samples whose op is in another table pick an unused entry of this one
+    others = [name for name in RANDAUGMENT_OPS if name not in ENHANCEMENTS]
+    enhancement = _positions(op_indices, [[name] for name in ENHANCEMENTS] + [others])
+    degenerates = [op.function(images) for op in ENHANCEMENTS.values()] + [images]
+    factors = [op.magnitudes(levels) for op in ENHANCEMENTS.values()] + [levels]
+    enhanced = blend(images, _pick(degenerates, enhancement), _pick(factors, enhancement))
 
-    degenerate = _chosen_per_sample(op_indices, ENHANCEMENTS, lambda op: op.function(images), images)
-    factors = _chosen_per_sample(op_indices, ENHANCEMENTS, lambda op: op.magnitudes(levels), torch.ones_like(levels))
-    enhanced = blend(images, degenerate, factors)
-    augmented = torch.where(_per_sample(_drew(op_indices, ENHANCEMENTS)), enhanced, augmented)
-
+    others = [name for name in RANDAUGMENT_OPS if name not in GEOMETRIC_OPS]
+    geometric = _positions(op_indices, [[name] for name in GEOMETRIC_OPS] + [others])
     identity = torch.eye(2, 3, device=images.device).expand(len(images), 2, 3)
-    matrices = _chosen_per_sample(op_indices, GEOMETRIC_OPS, lambda op: op.function(op.magnitudes(levels)), identity)
-    warped = affine_warp(images, matrices)
-    return torch.where(_per_sample(_drew(op_indices, GEOMETRIC_OPS)), warped, augmented)
+    matrices = [op.function(op.magnitudes(levels)) for op in GEOMETRIC_OPS.values()] + [identity]
+    warped = affine_warp(images, _pick(matrices, geometric))
+
+    results = [op.function(images, op.magnitudes(levels)) for op in PIXEL_OPS.values()] + [enhanced, warped]
+    return _pick(results, _positions(op_indices, [[name] for name in PIXEL_OPS] + [list(ENHANCEMENTS), list(GEOMETRIC_OPS)]))
 
 
 def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
