@@ -42,8 +42,11 @@ CUTOUT_FILL = 127
 
 
 class RandAugmentOp(NamedTuple):
-    """A pixel op's `function(images, magnitudes)` returns the changed images; a
-    geometric op's `function(magnitudes)` returns per-sample 2x3 affine matrices."""
+    """What `function` takes and returns depends on the table the op is in:
+    `PIXEL_OPS`: `function(images, magnitudes)` returns the changed images;
+    `ENHANCEMENTS`: `function(images)` returns the degenerate images that the
+    magnitude (the enhancement factor) blends with; `GEOMETRIC_OPS`:
+    `function(magnitudes)` returns per-sample 2x3 affine matrices."""
 
     function: Callable[..., torch.Tensor]
     low: float = 0.0
@@ -65,20 +68,40 @@ def blend(images: torch.Tensor, degenerate: torch.Tensor, factors: torch.Tensor)
     return mixed.round().clamp(0, 255).to(torch.uint8)
 
 
-def brightness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, torch.zeros_like(images), factors)
+def grayscale_degenerate(images: torch.Tensor) -> torch.Tensor:
+    """Luma rounded down, one channel (torchvision's and PIL's `Color` degenerate)."""
+    return tvf.rgb_to_grayscale(images)
 
 
-def color(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, tvf.adjust_saturation(images, 0.0), factors)
+def mean_degenerate(images: torch.Tensor) -> torch.Tensor:
+    """The mean luma of each sample, rounded down (torchvision's `Contrast` degenerate)."""
+    mean = grayscale_degenerate(images).float().mean(dim=(-3, -2, -1), keepdim=True)
+    return mean.to(torch.uint8)
 
 
-def contrast(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, tvf.adjust_contrast(images, 0.0), factors)
+def blur_degenerate(images: torch.Tensor) -> torch.Tensor:
+    """PIL's smoothing filter (1 around, 5 in the centre, over 13) rounded inside,
+    the image on the border (`Sharpness` degenerate), in exact integer arithmetic."""
+    if min(images.shape[-2:]) <= 2:
+        return images
+    wide = images.to(torch.int16)
+    columns = wide[..., :-2, :] + wide[..., 1:-1, :] + wide[..., 2:, :]
+    weighted = columns[..., :-2] + columns[..., 1:-1] + columns[..., 2:] + 4 * wide[..., 1:-1, 1:-1]
+    blurred = images.clone()
+    blurred[..., 1:-1, 1:-1] = (2 * weighted + 13) // 26  # round(weighted / 13), never a tie as 13 is odd
+    return blurred
 
 
-def sharpness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, tvf.adjust_sharpness(images, 0.0), factors)
+def autocontrast(images: torch.Tensor) -> torch.Tensor:
+    """Stretch each channel of each sample onto [0, 255], truncating, as
+    torchvision's `autocontrast` does; a flat channel is left as it is."""
+    values = images.float()
+    low = values.amin(dim=(-2, -1), keepdim=True)
+    high = values.amax(dim=(-2, -1), keepdim=True)
+    flat = high == low
+    scale = (high - low) * (1.0 / 255)
+    stretched = (values - torch.where(flat, 0.0, low)) / torch.where(flat, 1.0, scale)
+    return stretched.clamp(0, 255).to(torch.uint8)
 
 
 def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
@@ -89,7 +112,7 @@ def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 
 def solarize(images: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Invert values at or above the sample's threshold (PIL and torchvision convention)."""
-    return torch.where(images >= _per_sample(thresholds), 255 - images, images)
+    return images ^ (images >= _per_sample(thresholds)).to(torch.uint8) * 255  # x ^ 255 == 255 - x
 
 
 def rotation_matrices(degrees: torch.Tensor) -> torch.Tensor:
@@ -131,16 +154,18 @@ def affine_warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 PIXEL_OPS: dict[str, RandAugmentOp] = {
-    "AutoContrast": RandAugmentOp(lambda images, _: tvf.autocontrast(images)),
-    "Brightness": RandAugmentOp(brightness, 0.05, 0.95),
-    "Color": RandAugmentOp(color, 0.05, 0.95),
-    "Contrast": RandAugmentOp(contrast, 0.05, 0.95),
+    "AutoContrast": RandAugmentOp(lambda images, _: autocontrast(images)),
     "Equalize": RandAugmentOp(lambda images, _: tvf.equalize(images)),
     "Identity": RandAugmentOp(lambda images, _: images),
     # floor of a draw in [4, 9) gives each bit count 4..8 the same chance
     "Posterize": RandAugmentOp(lambda images, bits: posterize(images, bits.floor()), 4, 9),
-    "Sharpness": RandAugmentOp(sharpness, 0.05, 0.95),
     "Solarize": RandAugmentOp(solarize, 0, 256),
+}
+ENHANCEMENTS: dict[str, RandAugmentOp] = {
+    "Brightness": RandAugmentOp(torch.zeros_like, 0.05, 0.95),
+    "Color": RandAugmentOp(grayscale_degenerate, 0.05, 0.95),
+    "Contrast": RandAugmentOp(mean_degenerate, 0.05, 0.95),
+    "Sharpness": RandAugmentOp(blur_degenerate, 0.05, 0.95),
 }
 GEOMETRIC_OPS: dict[str, RandAugmentOp] = {
     "Rotate": RandAugmentOp(rotation_matrices, -30, 30),
@@ -149,26 +174,51 @@ GEOMETRIC_OPS: dict[str, RandAugmentOp] = {
     "TranslateX": RandAugmentOp(translate_x_matrices, -0.3, 0.3),
     "TranslateY": RandAugmentOp(translate_y_matrices, -0.3, 0.3),
 }
-RANDAUGMENT_OPS: tuple[str, ...] = (*PIXEL_OPS, *GEOMETRIC_OPS)
+# A drawn op index i means RANDAUGMENT_OPS[i]; this order keeps the views a seed gave before the tables split.
+RANDAUGMENT_OPS: tuple[str, ...] = (*sorted({**PIXEL_OPS, **ENHANCEMENTS}), *GEOMETRIC_OPS)
+
+
+def _pick(candidates: Sequence[torch.Tensor], choices: torch.Tensor) -> torch.Tensor:
+    """Per sample i, `candidates[choices[i]][i]` (candidates broadcast to one
+    shape): one stack and gather, cheaper in eager mode than a `where` per candidate."""
+    stacked = torch.stack(torch.broadcast_tensors(*candidates))
+    return stacked[choices, torch.arange(len(choices), device=choices.device)]
+
+
+def _positions(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.Tensor:
+    """Per sample, the position in `groups` of the group holding the op it drew."""
+    position = {name: index for index, group in enumerate(groups) for name in group}
+    return torch.tensor([position[name] for name in RANDAUGMENT_OPS], device=op_indices.device)[op_indices]
 
 
 def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Apply to each sample the op `RANDAUGMENT_OPS[op_indices[i]]` at the point
-    `levels[i]` in [0, 1] of that op's magnitude range."""
-    augmented = images.clone()
-    for op_index, op in enumerate(PIXEL_OPS.values()):
-        chosen = torch.nonzero(op_indices == op_index).squeeze(1)
-        if len(chosen) > 0:
-            augmented[chosen] = op.function(images[chosen], op.magnitudes(levels[chosen]))
+    `levels[i]` in [0, 1] of that op's magnitude range.
 
-    matrices = torch.eye(2, 3, device=images.device).repeat(len(images), 1, 1)
-    for op_index, op in enumerate(GEOMETRIC_OPS.values(), start=len(PIXEL_OPS)):
-        op_matrices = op.function(op.magnitudes(levels))
-        matrices = torch.where((op_indices == op_index)[:, None, None], op_matrices, matrices)
-    warped = torch.nonzero(op_indices >= len(PIXEL_OPS)).squeeze(1)
-    if len(warped) > 0:
-        augmented[warped] = affine_warp(images[warped], matrices[warped])
-    return augmented
+    Fixed shapes and no host synchronisation: every op runs on the whole batch
+    and each sample takes its own op's result; the enhancements share one blend
+    (each sample with its op's degenerate image and factor) and the geometric
+    ops one warp (each sample with its op's matrix)."""
+    # samples whose op is in another table pick an unused entry of this one
+    others = [name for name in RANDAUGMENT_OPS if name not in ENHANCEMENTS]
+    enhancement = _positions(op_indices, [[name] for name in ENHANCEMENTS] + [others])
+    degenerates = [op.function(images) for op in ENHANCEMENTS.values()] + [images]
+    factors = [op.magnitudes(levels) for op in ENHANCEMENTS.values()] + [levels]
+    enhanced = blend(images, _pick(degenerates, enhancement), _pick(factors, enhancement))
+
+    others = [name for name in RANDAUGMENT_OPS if name not in GEOMETRIC_OPS]
+    geometric = _positions(op_indices, [[name] for name in GEOMETRIC_OPS] + [others])
+    identity = torch.eye(2, 3, device=images.device).expand(len(images), 2, 3)
+    matrices = [op.function(op.magnitudes(levels)) for op in GEOMETRIC_OPS.values()] + [identity]
+    warped = affine_warp(images, _pick(matrices, geometric))
+
+    results = [op.function(images, op.magnitudes(levels)) for op in PIXEL_OPS.values()] + [enhanced, warped]
+    return _pick(results, _positions(op_indices, [[name] for name in PIXEL_OPS] + [list(ENHANCEMENTS), list(GEOMETRIC_OPS)]))
+
+
+def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Index into a side of `size` pixels that reflect padding (edge not repeated) reads at `positions`."""
+    return (size - 1) - ((size - 1) - positions.abs()).abs()
 
 
 def cutout(images: torch.Tensor, sides: torch.Tensor, centres_y: torch.Tensor, centres_x: torch.Tensor) -> torch.Tensor:
@@ -236,17 +286,19 @@ class Augmenter:
         return self.normalize(augmented)
 
     def _flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = images.shape
+        """Flip, reflect-pad and crop as one gather of source pixels per sample."""
+        batch, channels, height, width = images.shape
         device = images.device
+        columns = torch.arange(width, device=device).expand(batch, width)
         if self.hflip:
             flips = torch.rand(batch, device=device) < 0.5
-            images = torch.where(_per_sample(flips), tvf.horizontal_flip(images), images)
+            columns = torch.where(flips[:, None], width - 1 - columns, columns)
         pad = int(self.pad_fraction * height + 0.5)
-        padded = tvf.pad(images, [pad], padding_mode="reflect")
         tops, lefts = torch.randint(2 * pad + 1, (2, batch), device=device)
-        # windows[b, c, top, left] is the (H, W) crop at that offset, a view without copies
-        windows = padded.unfold(2, height, 1).unfold(3, width, 1)
-        return windows[torch.arange(batch, device=device), :, tops, lefts]
+        rows = _reflect(tops[:, None] - pad + torch.arange(height, device=device), height)
+        columns = columns.gather(1, _reflect(lefts[:, None] - pad + torch.arange(width, device=device), width))
+        sources = (rows[:, :, None] * width + columns[:, None, :]).view(batch, 1, height * width)
+        return images.flatten(2).gather(2, sources.expand(-1, channels, -1)).view_as(images)
 
     def _check(self, images: torch.Tensor) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
