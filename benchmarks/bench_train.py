@@ -39,24 +39,32 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed_steps(trainer: Trainer, steps: int) -> float:
-    """Seconds for ``steps`` training steps, waiting for the device at the end."""
+def timed_steps(trainer: Trainer, steps: int, sync_debug: bool = False) -> float:
+    """Seconds for ``steps`` training steps, waiting for the device at the end; with ``sync_debug``, any host
+    synchronisation within the steps is an error (CUDA's sync debug mode)."""
     synchronize(trainer.device)
     started = time.perf_counter()
-    for _ in range(steps):
-        loss, _ = trainer.train_step()
-    float(loss)  # waits for the device
+    sync_check = sync_debug and trainer.device.type == "cuda"
+    if sync_check:
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(steps):
+            trainer.train_step()
+    finally:
+        if sync_check:
+            torch.cuda.set_sync_debug_mode("default")
+    synchronize(trainer.device)
     return time.perf_counter() - started
 
 
-def throughput(trainer: Trainer, steps: int, warmup: int) -> tuple[float, float]:
+def throughput(trainer: Trainer, steps: int, warmup: int, sync_debug: bool = False) -> tuple[float, float]:
     """Steps/s over ``steps`` timed steps, and the seconds of the first step (a compiled step's compile time)."""
     trainer.model.train()
     first_step = timed_steps(trainer, 1)
     timed_steps(trainer, warmup)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    return steps / timed_steps(trainer, steps), first_step
+    return steps / timed_steps(trainer, steps, sync_debug), first_step
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -81,6 +89,8 @@ def main() -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="trainer or method hyperparameter, as for `hdl train` (e.g. uratio=2)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--sync-debug", action="store_true",
+                        help="CUDA: fail on any host synchronisation in the timed steps (torch.cuda.set_sync_debug_mode)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,6 +100,7 @@ def main() -> None:
     print(
         f"device: {name}; {precision}; labeled batch {args.batch_size} {' '.join(args.assignments)}; "
         f"{args.steps} timed steps after {1 + args.warmup} untimed"
+        + ("; no host synchronisation in the timed steps (sync debug mode: error)" if args.sync_debug and device.type == "cuda" else "")
     )
     header = f"{'shape':8} {'arch':9} {'method':11} {'steps/s':>8} {'img/s':>8} {'peak MB':>8}"
     if args.compile:
@@ -105,7 +116,7 @@ def main() -> None:
                 for mode in ["off"] + ([args.compile] if args.compile else []):
                     torch._dynamo.reset()  # every row compiles afresh, as a new run would
                     trainer = random_trainer(method, arch, dataset, device, [*assignments, f"compile={mode}"])
-                    steps_per_second, first_step = throughput(trainer, args.steps, args.warmup)
+                    steps_per_second, first_step = throughput(trainer, args.steps, args.warmup, args.sync_debug)
                     images = steps_per_second * trainer.config.train.batch_size * (1 + trainer.config.train.uratio if trainer.uses_unlabeled else 1)
                     if mode == "off":
                         eager_steps = steps_per_second
