@@ -29,6 +29,9 @@ else
   bench=(--device cpu --archs wrn-10-1 --shapes 28x28x1 --batch-size 2 --set uratio=1 --compile default --steps 1 --warmup 0 --threads 2)
   precisions=(fp32)  # the CPU always runs fp32
 fi
+bench_methods=(fixmatch freematch mixmatch remixmatch)
+# CPU: compiling all four takes minutes on 2 cores; tests/test_compile.py compiles every method already.
+[ "$mode" = cuda ] || bench_methods=(fixmatch)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -77,7 +80,7 @@ section "hdl train / resume / embed, every method"
 for precision in "${precisions[@]}"; do
   section "bench_train $precision"
   "$PYTHON" benchmarks/bench_train.py "${bench[@]}" --precision "$precision" --sync-debug \
-    --methods fixmatch freematch mixmatch remixmatch | tee -a "$table"
+    --methods "${bench_methods[@]}" | tee -a "$table"
   echo >> "$table"
 done
 

@@ -1,0 +1,34 @@
+"""benchmarks/device_check.sh --cpu-smoke: the device check's every step at tiny sizes on CPU, so that it works
+the first time a GPU is there, and without the packages the device machine lacks."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+BLOCKED = ("faiss", "wandb", "snakemake", "tqdm", "sklearn")  # absent on the device machine
+
+
+@pytest.mark.slow
+def test_the_device_check_runs_on_cpu_without_faiss_wandb_snakemake_tqdm(tmp_path, repo_root):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {BLOCKED!r}:\n"
+        "            raise ImportError(f'{name} is blocked: the device machine has none')\n"
+        "sys.meta_path.insert(0, Block())\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{repo_root}", "PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
+    result = subprocess.run(
+        ["bash", "benchmarks/device_check.sh", "--cpu-smoke"], cwd=repo_root, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (tmp_path / "out" / "device_check.txt").read_text()
+    assert table.strip().endswith("s") and result.stdout.rstrip().endswith(table.rstrip().splitlines()[-1])
+    for method in ("fixmatch", "freematch", "mixmatch", "remixmatch", "supervised"):
+        assert any(line.startswith(method) and " yes " in line for line in table.splitlines()), method
+    assert "28x28x1  wrn-10-1  fixmatch" in table
