@@ -91,9 +91,12 @@ class Algorithm(nn.Module):
         """Return the scalar loss to minimise and values to log (e.g. ``{"loss_x": ..., "mask": ...}``).
 
         ``model(x)`` returns ``(logits, features)``: features are the
-        penultimate-layer embeddings.  Log values may be floats or detached
-        0-d tensors; tensors are better, as the trainer reads them only every
-        ``log_every`` steps and a ``.item()`` per step stalls a GPU.
+        penultimate-layer embeddings.  Log values are detached 0-d tensors
+        (or floats from the config): the trainer reads them only every
+        ``log_every`` steps.  The step must stay compilable whole, with no
+        host synchronisation: no ``.item()``, ``.any()``, ``nonzero``,
+        boolean-mask indexing or Python branch on a tensor's value
+        (tests/test_compile.py compiles every method with ``fullgraph=True``).
         """
         raise NotImplementedError
 
