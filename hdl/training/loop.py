@@ -6,6 +6,9 @@ step draws a labeled and an unlabeled batch, sets the LR and the averages'
 rates, lets the method compute its loss and steps SGD and the EMA.  The EMA
 model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
+The step reads its changing numbers (the method's clock, the averaging rates)
+from device tensors and never waits for the device, so the method's loss with
+the model can be compiled whole (``compile``, ``hdl.training.compiling``).
 
 Stage 2 (``--init``) continues the method rather than restarting it: the
 model, its EMA, the optimiser's momentum and the method's state (thresholds,
