@@ -334,3 +334,31 @@ def test_strong_views_have_the_reference_statistics_on_other_draws():
     torch.manual_seed(6)
     theirs = view_statistics(reference_strong(images), images)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0.01)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_views_trace_as_one_graph_without_host_synchronisation(device, channels, size, view):
+    """fullgraph fails on any graph break: a .item(), nonzero, boolean mask or branch on a tensor's value."""
+    augmenter = pixel_augmenter(channels)
+    traced = torch.compile(getattr(augmenter, view), fullgraph=True, backend="eager")
+    images = random_images(8, channels, size, device)
+    torch.manual_seed(0)
+    out = traced(images)
+    torch.manual_seed(0)
+    assert torch.equal(out, getattr(augmenter, view)(images))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_inductor_compiled_views_give_the_eager_pixels_from_the_same_seed(monkeypatch, channels, size, view):
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random numbers
+    augmenter = pixel_augmenter(channels)
+    compiled = torch.compile(getattr(augmenter, view), fullgraph=True)
+    images = random_images(16, channels, size)
+    torch.manual_seed(1)
+    out = compiled(images)
+    torch.manual_seed(1)
+    assert torch.equal(to_pixels(out), to_pixels(getattr(augmenter, view)(images)))

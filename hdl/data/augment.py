@@ -27,6 +27,10 @@ clipped at the borders. Geometric ops use nearest-neighbour sampling with a
 black fill, like PIL's defaults in both references, and act about the image
 centre. Unlike kekmodel's version, every drawn op is applied (no extra coin
 flip per op) and magnitudes are continuous, as in the paper's description.
+
+Shapes are fixed and nothing waits for the device: every op runs on the whole
+batch and each sample keeps its own op's result, so both views trace into one
+graph (`torch.compile(..., fullgraph=True)`) inside a compiled training step.
 """
 
 from __future__ import annotations
@@ -68,14 +72,9 @@ def blend(images: torch.Tensor, degenerate: torch.Tensor, factors: torch.Tensor)
     return mixed.round().clamp(0, 255).to(torch.uint8)
 
 
-def grayscale_degenerate(images: torch.Tensor) -> torch.Tensor:
-    """Luma rounded down, one channel (torchvision's and PIL's `Color` degenerate)."""
-    return tvf.rgb_to_grayscale(images)
-
-
 def mean_degenerate(images: torch.Tensor) -> torch.Tensor:
     """The mean luma of each sample, rounded down (torchvision's `Contrast` degenerate)."""
-    mean = grayscale_degenerate(images).float().mean(dim=(-3, -2, -1), keepdim=True)
+    mean = tvf.rgb_to_grayscale(images).float().mean(dim=(-3, -2, -1), keepdim=True)
     return mean.to(torch.uint8)
 
 
@@ -164,7 +163,7 @@ PIXEL_OPS: dict[str, RandAugmentOp] = {
 }
 ENHANCEMENTS: dict[str, RandAugmentOp] = {
     "Brightness": RandAugmentOp(torch.zeros_like, 0.05, 0.95),
-    "Color": RandAugmentOp(grayscale_degenerate, 0.05, 0.95),
+    "Color": RandAugmentOp(tvf.rgb_to_grayscale, 0.05, 0.95),  # luma rounded down, as PIL
     "Contrast": RandAugmentOp(mean_degenerate, 0.05, 0.95),
     "Sharpness": RandAugmentOp(blur_degenerate, 0.05, 0.95),
 }
@@ -186,35 +185,32 @@ def _pick(candidates: Sequence[torch.Tensor], choices: torch.Tensor) -> torch.Te
     return stacked[choices, torch.arange(len(choices), device=choices.device)]
 
 
-def _positions(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.Tensor:
-    """Per sample, the position in `groups` of the group holding the op it drew."""
+def _groups(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.Tensor:
+    """Per sample, the position in `groups` of the group holding the op it drew,
+    or `len(groups)` for an op in none of them."""
     position = {name: index for index, group in enumerate(groups) for name in group}
-    return torch.tensor([position[name] for name in RANDAUGMENT_OPS], device=op_indices.device)[op_indices]
+    table = [position.get(name, len(groups)) for name in RANDAUGMENT_OPS]
+    return torch.tensor(table, device=op_indices.device)[op_indices]
 
 
 def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Apply to each sample the op `RANDAUGMENT_OPS[op_indices[i]]` at the point
     `levels[i]` in [0, 1] of that op's magnitude range.
 
-    Fixed shapes and no host synchronisation: every op runs on the whole batch
-    and each sample takes its own op's result; the enhancements share one blend
-    (each sample with its op's degenerate image and factor) and the geometric
-    ops one warp (each sample with its op's matrix)."""
-    # samples whose op is in another table pick an unused entry of this one
-    others = [name for name in RANDAUGMENT_OPS if name not in ENHANCEMENTS]
-    enhancement = _positions(op_indices, [[name] for name in ENHANCEMENTS] + [others])
-    degenerates = [op.function(images) for op in ENHANCEMENTS.values()] + [images]
-    factors = [op.magnitudes(levels) for op in ENHANCEMENTS.values()] + [levels]
-    enhanced = blend(images, _pick(degenerates, enhancement), _pick(factors, enhancement))
+    Every op runs on the whole batch and each sample takes its own op's result;
+    the enhancements share one blend (each sample with its op's degenerate
+    image and factor), the geometric ops one warp (each with its op's matrix)."""
+    enhancement = _groups(op_indices, [[name] for name in ENHANCEMENTS])
+    degenerate = _pick([op.function(images) for op in ENHANCEMENTS.values()] + [images], enhancement)
+    factors = _pick([op.magnitudes(levels) for op in ENHANCEMENTS.values()] + [levels], enhancement)
+    enhanced = blend(images, degenerate, factors)
 
-    others = [name for name in RANDAUGMENT_OPS if name not in GEOMETRIC_OPS]
-    geometric = _positions(op_indices, [[name] for name in GEOMETRIC_OPS] + [others])
     identity = torch.eye(2, 3, device=images.device).expand(len(images), 2, 3)
     matrices = [op.function(op.magnitudes(levels)) for op in GEOMETRIC_OPS.values()] + [identity]
-    warped = affine_warp(images, _pick(matrices, geometric))
+    warped = affine_warp(images, _pick(matrices, _groups(op_indices, [[name] for name in GEOMETRIC_OPS])))
 
     results = [op.function(images, op.magnitudes(levels)) for op in PIXEL_OPS.values()] + [enhanced, warped]
-    return _pick(results, _positions(op_indices, [[name] for name in PIXEL_OPS] + [list(ENHANCEMENTS), list(GEOMETRIC_OPS)]))
+    return _pick(results, _groups(op_indices, [[name] for name in PIXEL_OPS] + [[*ENHANCEMENTS], [*GEOMETRIC_OPS]]))
 
 
 def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
