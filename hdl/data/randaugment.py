@@ -172,7 +172,7 @@ def _pick(candidates: Sequence[torch.Tensor], choices: torch.Tensor) -> torch.Te
     weights = nnf.one_hot(choices, len(candidates)).T.float()
     picked = torch.zeros(torch.broadcast_shapes(*(candidate.shape for candidate in candidates)), device=choices.device)
     for candidate, weight in zip(candidates, weights):
-        picked = torch.addcmul(picked, candidate, weight.view(-1, *[1] * (candidate.ndim - 1)))
+        picked.addcmul_(candidate, weight.view(-1, *[1] * (candidate.ndim - 1)))
     return picked
 
 
