@@ -55,16 +55,13 @@ def mean_degenerate(images: torch.Tensor) -> torch.Tensor:
 
 def blur_degenerate(images: torch.Tensor) -> torch.Tensor:
     """PIL's smoothing filter (1 around, 5 in the centre, over 13) rounded inside,
-    the image on the border (`Sharpness` degenerate), as torchvision's conv but cheaper.
-
-    Rounding makes it exact: the true value, a whole number over 13, is never
-    within 1/26 of a tie. (Pooling also has the compiler store its input once
-    rather than recompute it inside every op of the step.)"""
+    the image on the border (`Sharpness` degenerate), as torchvision's conv but cheaper."""
     if min(images.shape[-2:]) <= 2:
         return images
-    weighted = 9 * nnf.avg_pool2d(images, 3, stride=1) + 4 * images[..., 1:-1, 1:-1]
+    columns = images[..., :-2, :] + images[..., 1:-1, :] + images[..., 2:, :]
+    weighted = columns[..., :-2] + columns[..., 1:-1] + columns[..., 2:] + 4 * images[..., 1:-1, 1:-1]
     blurred = images.clone()
-    blurred[..., 1:-1, 1:-1] = (weighted / 13).round()
+    blurred[..., 1:-1, 1:-1] = (weighted / 13).round()  # exact: the sums are whole, a 13th never a tie
     return blurred
 
 
@@ -176,6 +173,13 @@ def _pick(candidates: Sequence[torch.Tensor], choices: torch.Tensor) -> torch.Te
     return picked
 
 
+def _stored(images: torch.Tensor) -> torch.Tensor:
+    """`images` itself, as an identity view, which makes the compiler store the
+    tensor once rather than recompute it (the previous step, the crop) inside
+    every op that reads it (2-3x faster compiled on CPU)."""
+    return images.as_strided(images.shape, images.stride())
+
+
 def _groups(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.Tensor:
     """Per sample, the position in `groups` of the group holding the op it drew,
     or `len(groups)` for an op in none of them."""
@@ -191,6 +195,7 @@ def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: tor
     Every op runs on the whole batch and each sample takes its own op's result;
     the enhancements share one blend (each sample with its op's degenerate
     image and factor), the geometric ops one warp (each with its op's matrix)."""
+    images = _stored(images)
     enhancement = _groups(op_indices, [[name] for name in ENHANCEMENTS])
     degenerate = _pick([op.function(images) for op in ENHANCEMENTS.values()] + [images], enhancement)
     factors = _pick([op.magnitudes(levels) for op in ENHANCEMENTS.values()] + [levels], enhancement)
