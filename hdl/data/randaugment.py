@@ -1,10 +1,10 @@
 """RandAugment's ops for `hdl.data.augment`, on float32 pixel values: whole
-numbers in [0, 255] held as floats (B, C, H, W), which vectorise in eager and
-compiled code alike, unlike uint8 arithmetic.
+numbers in [0, 255] held as floats (B, C, H, W), which inductor's CPU code
+vectorises (its uint8 arithmetic runs about 10x slower).
 
 `randaugment_step` has fixed shapes and no host synchronisation: every op runs
 on the whole batch and each sample keeps its own op's result. Each op gives the
-same pixels as PIL/torchvision's version (tests/test_augment.py checks this).
+same pixels as torchvision's uint8 version (tests/test_augment.py checks this).
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ GEOMETRIC_OPS: dict[str, RandAugmentOp] = {
     "TranslateX": RandAugmentOp(translate_x_matrices, -0.3, 0.3),
     "TranslateY": RandAugmentOp(translate_y_matrices, -0.3, 0.3),
 }
-# A drawn op index i means RANDAUGMENT_OPS[i]; this order keeps the views a seed gave before the tables split.
+# A drawn op index i means RANDAUGMENT_OPS[i]: alphabetical pixel ops, then geometric ones, as before the
+# tables split, so a seed gives the same views as it did then.
 RANDAUGMENT_OPS: tuple[str, ...] = (*sorted({**PIXEL_OPS, **ENHANCEMENTS}), *GEOMETRIC_OPS)
 
 
