@@ -27,193 +27,22 @@ clipped at the borders. Geometric ops use nearest-neighbour sampling with a
 black fill, like PIL's defaults in both references, and act about the image
 centre. Unlike kekmodel's version, every drawn op is applied (no extra coin
 flip per op) and magnitudes are continuous, as in the paper's description.
+
+Shapes are fixed and nothing waits for the device (`hdl.data.randaugment` runs
+every op on the whole batch and each sample keeps its own op's result), so both
+views trace into one graph (`torch.compile(..., fullgraph=True)`) inside a
+compiled training step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as nnf
-import torchvision.transforms.v2.functional as tvf
+
+from hdl.data.randaugment import RANDAUGMENT_OPS, randaugment_step
 
 CUTOUT_FILL = 127
-
-
-class RandAugmentOp(NamedTuple):
-    """What `function` takes and returns depends on the table the op is in:
-    `PIXEL_OPS`: `function(images, magnitudes)` returns the changed images;
-    `ENHANCEMENTS`: `function(images)` returns the degenerate images that the
-    magnitude (the enhancement factor) blends with; `GEOMETRIC_OPS`:
-    `function(magnitudes)` returns per-sample 2x3 affine matrices."""
-
-    function: Callable[..., torch.Tensor]
-    low: float = 0.0
-    high: float = 0.0
-
-    def magnitudes(self, levels: torch.Tensor) -> torch.Tensor:
-        """Map levels in [0, 1] linearly onto [low, high]."""
-        return self.low + levels * (self.high - self.low)
-
-
-def _per_sample(values: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, 1, 1, 1)
-
-
-def blend(images: torch.Tensor, degenerate: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """PIL's ImageEnhance with one factor per sample: degenerate at 0, original at 1."""
-    factors = _per_sample(factors.float())
-    mixed = factors * images.float() + (1 - factors) * degenerate.float()
-    return mixed.round().clamp(0, 255).to(torch.uint8)
-
-
-def grayscale_degenerate(images: torch.Tensor) -> torch.Tensor:
-    """Luma rounded down, one channel (torchvision's and PIL's `Color` degenerate)."""
-    return tvf.rgb_to_grayscale(images)
-
-
-def mean_degenerate(images: torch.Tensor) -> torch.Tensor:
-    """The mean luma of each sample, rounded down (torchvision's `Contrast` degenerate)."""
-    mean = grayscale_degenerate(images).float().mean(dim=(-3, -2, -1), keepdim=True)
-    return mean.to(torch.uint8)
-
-
-def blur_degenerate(images: torch.Tensor) -> torch.Tensor:
-    """PIL's smoothing filter (1 around, 5 in the centre, over 13) rounded inside,
-    the image on the border (`Sharpness` degenerate), in exact integer arithmetic."""
-    if min(images.shape[-2:]) <= 2:
-        return images
-    wide = images.to(torch.int16)
-    columns = wide[..., :-2, :] + wide[..., 1:-1, :] + wide[..., 2:, :]
-    weighted = columns[..., :-2] + columns[..., 1:-1] + columns[..., 2:] + 4 * wide[..., 1:-1, 1:-1]
-    blurred = images.clone()
-    blurred[..., 1:-1, 1:-1] = (2 * weighted + 13) // 26  # round(weighted / 13), never a tie as 13 is odd
-    return blurred
-
-
-def autocontrast(images: torch.Tensor) -> torch.Tensor:
-    """Stretch each channel of each sample onto [0, 255], truncating, as
-    torchvision's `autocontrast` does; a flat channel is left as it is."""
-    values = images.float()
-    low = values.amin(dim=(-2, -1), keepdim=True)
-    high = values.amax(dim=(-2, -1), keepdim=True)
-    flat = high == low
-    scale = (high - low) * (1.0 / 255)
-    stretched = (values - torch.where(flat, 0.0, low)) / torch.where(flat, 1.0, scale)
-    return stretched.clamp(0, 255).to(torch.uint8)
-
-
-def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """Keep the top `bits` bits of every value, one bit count per sample."""
-    masks = (255 << (8 - bits.long())) & 255
-    return images & _per_sample(masks.to(torch.uint8))
-
-
-def solarize(images: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Invert values at or above the sample's threshold (PIL and torchvision convention)."""
-    return images ^ (images >= _per_sample(thresholds)).to(torch.uint8) * 255  # x ^ 255 == 255 - x
-
-
-def rotation_matrices(degrees: torch.Tensor) -> torch.Tensor:
-    """Counter-clockwise rotation, as PIL's `rotate` and `torch.rot90` turn."""
-    radians = torch.deg2rad(degrees.float())
-    cos, sin, zero = torch.cos(radians), torch.sin(radians), torch.zeros_like(radians)
-    return torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2)
-
-
-def _linear_matrices(magnitudes: torch.Tensor, row: int, column: int) -> torch.Tensor:
-    matrices = torch.eye(2, 3, device=magnitudes.device).repeat(len(magnitudes), 1, 1)
-    matrices[:, row, column] = magnitudes.float()
-    return matrices
-
-
-def shear_x_matrices(shears: torch.Tensor) -> torch.Tensor:
-    return _linear_matrices(shears, 0, 1)
-
-
-def shear_y_matrices(shears: torch.Tensor) -> torch.Tensor:
-    return _linear_matrices(shears, 1, 0)
-
-
-def translate_x_matrices(fractions: torch.Tensor) -> torch.Tensor:
-    """Sample `fraction` of the width further right: the content moves left by it."""
-    return _linear_matrices(2 * fractions, 0, 2)
-
-
-def translate_y_matrices(fractions: torch.Tensor) -> torch.Tensor:
-    return _linear_matrices(2 * fractions, 1, 2)
-
-
-def affine_warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Warp each image by its own 2x3 matrix, which maps output to input
-    coordinates normalised to [-1, 1] (square images); outside is black."""
-    grid = nnf.affine_grid(matrices, list(images.shape), align_corners=False)
-    warped = nnf.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return warped.to(torch.uint8)
-
-
-PIXEL_OPS: dict[str, RandAugmentOp] = {
-    "AutoContrast": RandAugmentOp(lambda images, _: autocontrast(images)),
-    "Equalize": RandAugmentOp(lambda images, _: tvf.equalize(images)),
-    "Identity": RandAugmentOp(lambda images, _: images),
-    # floor of a draw in [4, 9) gives each bit count 4..8 the same chance
-    "Posterize": RandAugmentOp(lambda images, bits: posterize(images, bits.floor()), 4, 9),
-    "Solarize": RandAugmentOp(solarize, 0, 256),
-}
-ENHANCEMENTS: dict[str, RandAugmentOp] = {
-    "Brightness": RandAugmentOp(torch.zeros_like, 0.05, 0.95),
-    "Color": RandAugmentOp(grayscale_degenerate, 0.05, 0.95),
-    "Contrast": RandAugmentOp(mean_degenerate, 0.05, 0.95),
-    "Sharpness": RandAugmentOp(blur_degenerate, 0.05, 0.95),
-}
-GEOMETRIC_OPS: dict[str, RandAugmentOp] = {
-    "Rotate": RandAugmentOp(rotation_matrices, -30, 30),
-    "ShearX": RandAugmentOp(shear_x_matrices, -0.3, 0.3),
-    "ShearY": RandAugmentOp(shear_y_matrices, -0.3, 0.3),
-    "TranslateX": RandAugmentOp(translate_x_matrices, -0.3, 0.3),
-    "TranslateY": RandAugmentOp(translate_y_matrices, -0.3, 0.3),
-}
-# A drawn op index i means RANDAUGMENT_OPS[i]; this order keeps the views a seed gave before the tables split.
-RANDAUGMENT_OPS: tuple[str, ...] = (*sorted({**PIXEL_OPS, **ENHANCEMENTS}), *GEOMETRIC_OPS)
-
-
-def _pick(candidates: Sequence[torch.Tensor], choices: torch.Tensor) -> torch.Tensor:
-    """Per sample i, `candidates[choices[i]][i]` (candidates broadcast to one
-    shape): one stack and gather, cheaper in eager mode than a `where` per candidate."""
-    stacked = torch.stack(torch.broadcast_tensors(*candidates))
-    return stacked[choices, torch.arange(len(choices), device=choices.device)]
-
-
-def _positions(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.Tensor:
-    """Per sample, the position in `groups` of the group holding the op it drew."""
-    position = {name: index for index, group in enumerate(groups) for name in group}
-    return torch.tensor([position[name] for name in RANDAUGMENT_OPS], device=op_indices.device)[op_indices]
-
-
-def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Apply to each sample the op `RANDAUGMENT_OPS[op_indices[i]]` at the point
-    `levels[i]` in [0, 1] of that op's magnitude range.
-
-    Fixed shapes and no host synchronisation: every op runs on the whole batch
-    and each sample takes its own op's result; the enhancements share one blend
-    (each sample with its op's degenerate image and factor) and the geometric
-    ops one warp (each sample with its op's matrix)."""
-    # samples whose op is in another table pick an unused entry of this one
-    others = [name for name in RANDAUGMENT_OPS if name not in ENHANCEMENTS]
-    enhancement = _positions(op_indices, [[name] for name in ENHANCEMENTS] + [others])
-    degenerates = [op.function(images) for op in ENHANCEMENTS.values()] + [images]
-    factors = [op.magnitudes(levels) for op in ENHANCEMENTS.values()] + [levels]
-    enhanced = blend(images, _pick(degenerates, enhancement), _pick(factors, enhancement))
-
-    others = [name for name in RANDAUGMENT_OPS if name not in GEOMETRIC_OPS]
-    geometric = _positions(op_indices, [[name] for name in GEOMETRIC_OPS] + [others])
-    identity = torch.eye(2, 3, device=images.device).expand(len(images), 2, 3)
-    matrices = [op.function(op.magnitudes(levels)) for op in GEOMETRIC_OPS.values()] + [identity]
-    warped = affine_warp(images, _pick(matrices, geometric))
-
-    results = [op.function(images, op.magnitudes(levels)) for op in PIXEL_OPS.values()] + [enhanced, warped]
-    return _pick(results, _positions(op_indices, [[name] for name in PIXEL_OPS] + [list(ENHANCEMENTS), list(GEOMETRIC_OPS)]))
 
 
 def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
@@ -229,7 +58,7 @@ def cutout(images: torch.Tensor, sides: torch.Tensor, centres_y: torch.Tensor, c
     in_rows = (rows >= top[:, None]) & (rows < (top + sides)[:, None])
     in_columns = (columns >= left[:, None]) & (columns < (left + sides)[:, None])
     inside = (in_rows[:, :, None] & in_columns[:, None, :])[:, None]
-    return images.masked_fill(inside, CUTOUT_FILL)
+    return torch.where(inside, CUTOUT_FILL, images)
 
 
 class Augmenter:
@@ -259,9 +88,7 @@ class Augmenter:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(images / 255 - mean) / std per channel, as float32."""
         self._check(images)
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return images.float().div_(255).sub_(mean).div_(std)
+        return self._normalized(images.float())
 
     def weak(self, images: torch.Tensor) -> torch.Tensor:
         """Random horizontal flip (if `hflip`) and pad-and-crop, normalised."""
@@ -274,7 +101,7 @@ class Augmenter:
         batch, _, height, width = images.shape
         if height != width:
             raise ValueError(f"strong augmentation needs square images, got {height}x{width}")
-        augmented = self._flip_and_crop(images)
+        augmented = self._flip_and_crop(images).float()
         device = images.device
         op_indices = torch.randint(len(RANDAUGMENT_OPS), (self.randaugment_ops, batch), device=device)
         levels = torch.rand(self.randaugment_ops, batch, device=device)
@@ -283,7 +110,12 @@ class Augmenter:
         side_fractions, centre_y, centre_x = torch.rand(3, batch, device=device)
         sides = (side_fractions * self.cutout_fraction * height).round().long()
         augmented = cutout(augmented, sides, (centre_y * height).long(), (centre_x * width).long())
-        return self.normalize(augmented)
+        return self._normalized(augmented)
+
+    def _normalized(self, values: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=values.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=values.device).view(1, -1, 1, 1)
+        return values.div(255).sub_(mean).div_(std)
 
     def _flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
         """Flip, reflect-pad and crop as one gather of source pixels per sample."""
