@@ -2,7 +2,7 @@
 # One command for a CUDA machine (under 8 minutes on an H100 by design; see README):
 #   PYTHONPATH=. bash benchmarks/device_check.sh              # from the repository root, nothing installed
 #   PYTHONPATH=. bash benchmarks/device_check.sh --cpu-smoke  # the same steps at tiny sizes on CPU (CI runs this)
-# 1. imports: torch, numpy, pytest and the modules `hdl train` / `hdl embed` use (no faiss, wandb, snakemake, tqdm);
+# 1. imports: torch, numpy, pytest and the modules `hdl train` / `hdl embed` use (no faiss, wandb, snakemake, tqdm; torchvision for now: hdl.data.randaugment);
 # 2. the CUDA tests (tests whose id names cuda);
 # 3. for every method: `hdl split`, a 200-step `hdl train`, the same run interrupted after its step-100
 #    checkpoint and resumed (compared with the uninterrupted run), `hdl embed` (benchmarks/device_check.py);

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-BLOCKED = ("faiss", "wandb", "snakemake", "tqdm", "sklearn")  # absent on the device machine
+BLOCKED = ("faiss", "wandb", "snakemake", "tqdm", "sklearn")  # absent on the device machine (torchvision too, but hdl.data.randaugment needs it)
 
 
 @pytest.mark.slow
-def test_the_device_check_runs_on_cpu_without_faiss_wandb_snakemake_tqdm(tmp_path, repo_root):
+def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_lacks(tmp_path, repo_root):
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
