@@ -1,16 +1,19 @@
-"""Training throughput of every method and backbone on this machine (CPU, and GPU when there is one).
+"""Training throughput of every method and backbone on this machine (CPU, and GPU when there is one), eager and compiled.
 
     .venv/bin/python benchmarks/bench_train.py                      # CPU: 28x28x1 and 32x32x3, wrn-10-1 and wrn-28-2
-    .venv/bin/python benchmarks/bench_train.py --device cuda --batch-size 64 --archs wrn-28-2 wrn-28-8
+    .venv/bin/python benchmarks/bench_train.py --compile default    # the same, eager beside torch.compile
+    .venv/bin/python benchmarks/bench_train.py --device cuda --batch-size 64 --archs wrn-28-2 --compile reduce-overhead
     .venv/bin/python benchmarks/bench_train.py --device cuda --batch-size 64 --precision bf16
 
 Prints one row per (image shape, arch, method): optimiser steps/s and
 training images/s, counting each labeled and unlabeled sample drawn once per
 step (batch_size * (1 + uratio)), however many views the method makes of it.
-Images are random uint8 arrays: speed does not depend on their content.  On
-a GPU the network runs channels_last, as in real runs, and in fp32 unless
-``--precision bf16`` (the trainer's ``precision`` setting) asks for bf16
-autocast; the CPU always runs fp32.
+With ``--compile MODE`` each row also runs the step compiled (the trainer's
+``compile`` setting): its img/s, the speed-up over eager, and the compile time
+(the first step, which compiles the forward and backward; never counted in
+img/s).  Images are random uint8 arrays: speed does not depend on their
+content.  On a GPU the network runs channels_last, as in real runs, and in
+fp32 unless ``--precision bf16`` asks for bf16 autocast; the CPU always runs fp32.
 """
 
 from __future__ import annotations
@@ -18,56 +21,50 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from hdl.cli_options import resolve_device
-from hdl.data.augment import Augmenter
 from hdl.ssl import REGISTRY
+from hdl.training.compiling import COMPILE_SETTINGS
 from hdl.training.loop import Trainer
-from hdl.training.settings import PRECISIONS, RunConfig, resolve_settings
-from hdl.training.streams import TrainingData
+from hdl.training.settings import PRECISIONS
+from hdl.training.synthetic import random_dataset, random_trainer
 
 SHAPES = {"28x28x1": (28, 28, 1), "32x32x3": (32, 32, 3)}
 
 
-def random_dataset(shape: tuple[int, int, int], num_classes: int = 10, size: int = 4096):
-    rng = np.random.default_rng(0)
-    return SimpleNamespace(
-        train_images=rng.integers(0, 256, (size, *shape), dtype=np.uint8),
-        train_labels=rng.integers(0, num_classes, size).astype(np.int64),
-        test_images=rng.integers(0, 256, (256, *shape), dtype=np.uint8),
-        test_labels=rng.integers(0, num_classes, 256).astype(np.int64),
-        num_classes=num_classes,
-    )
-
-
-def throughput(
-    method: str, arch: str, dataset, device: torch.device, assignments: list[str], steps: int, warmup: int
-) -> tuple[float, int]:
-    train, method_config = resolve_settings(method, assignments)
-    config = RunConfig(
-        dataset="random uint8 images", labels=256, imbalance=1.0, seed=0, method=method, arch=arch, steps=10**6,
-        split=None, init=None, extra_labels=None, train=train, method_config=method_config,
-    )
-    channels = dataset.train_images.shape[-1]
-    views = Augmenter([0.5] * channels, [0.25] * channels, hflip=True)
-    data = TrainingData.build(dataset, np.arange(0, 256), np.arange(256, len(dataset.train_labels)), views, device)
-    trainer = Trainer(config, data, device)
-    trainer.model.train()
-    for _ in range(warmup):
-        trainer.train_step()
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+
+
+def timed_steps(trainer: Trainer, steps: int, sync_debug: bool = False) -> float:
+    """Seconds for ``steps`` training steps, waiting for the device at the end; with ``sync_debug``, any host
+    synchronisation within the steps is an error (CUDA's sync debug mode)."""
+    synchronize(trainer.device)
     started = time.perf_counter()
-    for _ in range(steps):
-        loss, _ = trainer.train_step()
-    float(loss)  # waits for the device
-    seconds = time.perf_counter() - started
-    return steps / seconds, train.batch_size * (1 + train.uratio if trainer.uses_unlabeled else 1)
+    sync_check = sync_debug and trainer.device.type == "cuda"
+    if sync_check:
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(steps):
+            trainer.train_step()
+    finally:
+        if sync_check:
+            torch.cuda.set_sync_debug_mode("default")
+    synchronize(trainer.device)
+    return time.perf_counter() - started
+
+
+def throughput(trainer: Trainer, steps: int, warmup: int, sync_debug: bool = False) -> tuple[float, float]:
+    """Steps/s over ``steps`` timed steps, and the seconds of the first step (a compiled step's compile time)."""
+    trainer.model.train()
+    first_step = timed_steps(trainer, 1)
+    timed_steps(trainer, warmup)
+    if trainer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    return steps / timed_steps(trainer, steps, sync_debug), first_step
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -85,11 +82,15 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--batch-size", type=int, default=16, help="labeled batch; 64 is the papers' (use it on a GPU)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: the network in bf16 autocast (GPU only)")
+    parser.add_argument("--compile", choices=[mode for mode in COMPILE_SETTINGS if mode not in ("auto", "off")],
+                        help="also run every row compiled with this torch.compile mode, beside eager")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="trainer or method hyperparameter, as for `hdl train` (e.g. uratio=2)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--sync-debug", action="store_true",
+                        help="CUDA: fail on any host synchronisation in the timed steps (torch.cuda.set_sync_debug_mode)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,20 +99,32 @@ def main() -> None:
     precision = args.precision if device.type == "cuda" else "fp32"
     print(
         f"device: {name}; {precision}; labeled batch {args.batch_size} {' '.join(args.assignments)}; "
-        f"{args.steps} timed steps after {args.warmup} warm-up"
+        f"{args.steps} timed steps after {1 + args.warmup} untimed"
+        + ("; no host synchronisation in the timed steps (sync debug mode: error)" if args.sync_debug and device.type == "cuda" else "")
     )
-    print(f"{'shape':8} {'arch':9} {'method':11} {'steps/s':>8} {'img/s':>8} {'peak MB':>8}")
+    header = f"{'shape':8} {'arch':9} {'method':11} {'steps/s':>8} {'img/s':>8} {'peak MB':>8}"
+    if args.compile:
+        header += f" | {args.compile + ' steps/s':>24} {'img/s':>8} {'speed-up':>8} {'compile s':>9} {'peak MB':>8}"
+    print(header)
     for shape in args.shapes:
         dataset = random_dataset(SHAPES[shape])
         for arch in args.archs:
             for method in args.methods:
                 assignments = [f"batch_size={args.batch_size}", f"precision={args.precision}", *args.assignments]
-                steps_per_second, images_per_step = throughput(method, arch, dataset, device, assignments, args.steps, args.warmup)
-                print(
-                    f"{shape:8} {arch:9} {method:11} {steps_per_second:8.2f} {steps_per_second * images_per_step:8.0f}"
-                    f" {peak_memory_mb(device):8.0f}",
-                    flush=True,
-                )
+                row = f"{shape:8} {arch:9} {method:11}"
+                eager_steps = None
+                for mode in ["off"] + ([args.compile] if args.compile else []):
+                    torch._dynamo.reset()  # every row compiles afresh, as a new run would
+                    trainer = random_trainer(method, arch, dataset, device, [*assignments, f"compile={mode}"])
+                    steps_per_second, first_step = throughput(trainer, args.steps, args.warmup, args.sync_debug)
+                    images = steps_per_second * trainer.config.train.batch_size * (1 + trainer.config.train.uratio if trainer.uses_unlabeled else 1)
+                    if mode == "off":
+                        eager_steps = steps_per_second
+                        row += f" {steps_per_second:8.2f} {images:8.0f} {peak_memory_mb(device):8.0f}"
+                    else:
+                        row += (f" | {steps_per_second:24.2f} {images:8.0f} {steps_per_second / eager_steps:7.2f}x"
+                                f" {first_step:9.1f} {peak_memory_mb(device):8.0f}")
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 
 BN_MOMENTUM = 0.001
@@ -28,8 +29,46 @@ FINAL_BN_EPS = 0.001
 LEAKY_SLOPE = 0.1
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` whose running averages are updated here, at a ``momentum`` that may be a 0-d tensor.
+
+    The trainer warms the momentum up step by step (``hdl.training.averaging``).
+    As a Python float, every new value is a new constant to ``torch.compile``,
+    which recompiles the step each time; as a tensor on the model's device,
+    shared by all its BatchNorms (``share_momentum``) and changed in place, it
+    is data.  A momentum of 0 (``hdl.ssl.ops.frozen_bn_statistics``) leaves
+    the averages untouched.  Training normalises with the batch's statistics
+    and saves no running statistics for the backward pass, so a later pass may
+    update them in place.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return nnf.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        output, mean, inverse_std = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
+        momentum = self.momentum
+        if isinstance(momentum, torch.Tensor) or momentum:
+            with torch.no_grad():
+                # The batch's unbiased variance, from the 1 / sqrt(var + eps) the kernel computed (1e-7 relative).
+                count = x.numel() // x.shape[1]
+                variance = (inverse_std.float().pow(-2) - self.eps).clamp_min(0) * (count / max(count - 1, 1))
+                self.running_mean.lerp_(mean.float(), momentum)
+                self.running_var.lerp_(variance, momentum)
+                self.num_batches_tracked.add_(1)
+        return output
+
+
+def share_momentum(model: nn.Module, momentum: torch.Tensor) -> None:
+    """Let every BatchNorm of ``model`` (all ``BatchNorm2d`` of this module) move its running averages at ``momentum``, a 0-d tensor the caller changes in place."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if not isinstance(module, BatchNorm2d):
+                raise TypeError(f"{type(module).__name__} cannot take a tensor momentum; build the model with hdl.nets.BatchNorm2d")
+            module.momentum = momentum
+
+
 def _bn_act(channels: int, bn_momentum: float, eps: float = BLOCK_BN_EPS) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(channels, momentum=bn_momentum, eps=eps), nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(BatchNorm2d(channels, eps=eps, momentum=bn_momentum), nn.LeakyReLU(LEAKY_SLOPE))
 
 
 class PreActBlock(nn.Module):

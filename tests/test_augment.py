@@ -1,8 +1,9 @@
 import pytest
 import torch
+import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as tvf
 
-from hdl.data import augment
+from hdl.data import augment, randaugment
 from hdl.data.augment import Augmenter
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
@@ -20,6 +21,14 @@ def pixel_augmenter(channels: int, **options) -> Augmenter:
 
 def to_pixels(normalised: torch.Tensor) -> torch.Tensor:
     return (normalised * 255).round().to(torch.uint8)
+
+
+def on_pixels(function, images: torch.Tensor, *args) -> torch.Tensor:
+    """Run an op on the float pixel values of uint8 images and return uint8,
+    checking that the values stayed whole numbers in [0, 255]."""
+    out = function(images.float(), *args)
+    assert torch.equal(out, out.round().clamp(0, 255))
+    return out.to(torch.uint8)
 
 
 def ramp(size: int) -> torch.Tensor:
@@ -135,7 +144,7 @@ def test_strong_applies_cutout_with_a_side_up_to_the_fraction():
 
 def test_solarize_inverts_values_at_or_above_each_samples_threshold():
     images = ramp(16).expand(3, -1, -1, -1)
-    out = augment.solarize(images, torch.tensor([128.0, 0.0, 256.0]))
+    out = on_pixels(randaugment.solarize, images, torch.tensor([128.0, 0.0, 256.0]))
     assert torch.equal(out[0], torch.where(images[0] >= 128, 255 - images[0], images[0]))
     assert torch.equal(out[1], 255 - images[1])
     assert torch.equal(out[2], images[2])
@@ -143,80 +152,233 @@ def test_solarize_inverts_values_at_or_above_each_samples_threshold():
 
 def test_posterize_keeps_the_top_bits_of_each_sample():
     images = ramp(16).expand(3, -1, -1, -1)
-    out = augment.posterize(images, torch.tensor([4, 6, 8]))
+    out = on_pixels(randaugment.posterize, images, torch.tensor([4, 6, 8]))
     assert torch.equal(out[0], images[0] & 0b11110000)
     assert torch.equal(out[1], images[1] & 0b11111100)
     assert torch.equal(out[2], images[2])
 
 
+def enhance(name: str, images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    return on_pixels(lambda values: randaugment.blend(values, randaugment.ENHANCEMENTS[name].function(values), factors), images)
+
+
 def test_enhancements_interpolate_between_degenerate_and_original():
     torch.manual_seed(0)
     images = random_images(2, 3, 8)
-    for enhance in (augment.brightness, augment.color, augment.contrast, augment.sharpness):
-        assert torch.equal(enhance(images, torch.ones(2)), images)
+    for name in randaugment.ENHANCEMENTS:
+        assert torch.equal(enhance(name, images, torch.ones(2)), images)
 
-    assert torch.equal(augment.brightness(images, torch.full((2,), 0.5)), (images.float() / 2).round().to(torch.uint8))
-    gray = augment.color(images, torch.zeros(2))
+    assert torch.equal(enhance("Brightness", images, torch.full((2,), 0.5)), (images.float() / 2).round().to(torch.uint8))
+    gray = enhance("Color", images, torch.zeros(2))
     assert torch.equal(gray, gray[:, :1].expand_as(gray))
-    flat = augment.contrast(images, torch.zeros(2))
+    flat = enhance("Contrast", images, torch.zeros(2))
     assert torch.equal(flat, flat[:, :, :1, :1].expand_as(flat))
 
     spike = torch.zeros(1, 1, 5, 5, dtype=torch.uint8)
     spike[..., 2, 2] = 255
-    blurred = augment.sharpness(spike, torch.zeros(1))[0, 0]
+    blurred = enhance("Sharpness", spike, torch.zeros(1))[0, 0]
     assert blurred[2, 2] == round(255 * 5 / 13) and blurred[1, 1] == round(255 / 13) and blurred[0, 0] == 0
 
 
 def test_color_leaves_grayscale_images_alone():
     images = random_images(2, 1, 8)
-    assert torch.equal(augment.color(images, torch.tensor([0.05, 0.5])), images)
+    assert torch.equal(enhance("Color", images, torch.tensor([0.05, 0.5])), images)
 
 
 def test_autocontrast_and_equalize_stretch_a_dim_image_to_the_full_range():
     dim = (100 + torch.arange(32 * 32) % 20).to(torch.uint8).view(1, 1, 32, 32).expand(1, 3, -1, -1)
     for op in ("AutoContrast", "Equalize"):
-        out = augment.PIXEL_OPS[op].function(dim, torch.zeros(1))
+        out = on_pixels(randaugment.PIXEL_OPS[op].function, dim, torch.zeros(1))
         assert out.max() >= 250 and out.min() < 20
 
 
 def test_rotating_by_90_degrees_matches_rot90():
     images = random_images(4, 3, 32)
-    rotated = augment.affine_warp(images, augment.rotation_matrices(torch.full((4,), 90.0)))
+    rotated = on_pixels(randaugment.affine_warp, images, randaugment.rotation_matrices(torch.full((4,), 90.0)))
     assert torch.equal(rotated, torch.rot90(images, 1, dims=(-2, -1)))
 
 
 def test_translation_shifts_by_the_fraction_of_the_side_and_fills_black():
     image = ramp(8)
-    moved = augment.affine_warp(image, augment.translate_x_matrices(torch.tensor([0.25])))
+    moved = on_pixels(randaugment.affine_warp, image, randaugment.translate_x_matrices(torch.tensor([0.25])))
     assert torch.equal(moved[..., :6], image[..., 2:])
     assert (moved[..., 6:] == 0).all()
-    moved = augment.affine_warp(image, augment.translate_y_matrices(torch.tensor([-0.25])))
+    moved = on_pixels(randaugment.affine_warp, image, randaugment.translate_y_matrices(torch.tensor([-0.25])))
     assert torch.equal(moved[..., 2:, :], image[..., :6, :])
 
 
 def test_shear_shifts_rows_in_proportion_to_their_distance_from_the_centre():
     image = ramp(8)
-    sheared = augment.affine_warp(image, augment.shear_x_matrices(torch.tensor([0.25])))[0, 0]
+    sheared = on_pixels(randaugment.affine_warp, image, randaugment.shear_x_matrices(torch.tensor([0.25])))[0, 0]
     assert torch.equal(sheared[2:6], image[0, 0, 2:6])
     assert torch.equal(sheared[0, 1:], image[0, 0, 0, :7])
     assert torch.equal(sheared[7, :7], image[0, 0, 7, 1:])
-    sheared_y = augment.affine_warp(image.transpose(-2, -1), augment.shear_y_matrices(torch.tensor([0.25])))
+    sheared_y = on_pixels(randaugment.affine_warp, image.transpose(-2, -1), randaugment.shear_y_matrices(torch.tensor([0.25])))
     assert torch.equal(sheared_y[0, 0].T, sheared)
 
 
-def test_randaugment_step_gives_every_sample_the_op_it_drew():
+# The augmentations as they were before they became fixed-shape batched ops
+# (per-op sample selection with nonzero, torchvision's ops), frozen as the reference
+# that the batched code must reproduce pixel for pixel from the same draws.
+def reference_blend(images, degenerate, factors):
+    factors = factors.float().view(-1, 1, 1, 1)
+    return (factors * images.float() + (1 - factors) * degenerate.float()).round().clamp(0, 255).to(torch.uint8)
+
+
+REFERENCE_OPS = {  # name: (function(images, magnitudes), low, high), in the order op indices are drawn
+    "AutoContrast": (lambda x, m: tvf.autocontrast(x), 0, 0),
+    "Brightness": (lambda x, m: reference_blend(x, torch.zeros_like(x), m), 0.05, 0.95),
+    "Color": (lambda x, m: reference_blend(x, tvf.adjust_saturation(x, 0.0), m), 0.05, 0.95),
+    "Contrast": (lambda x, m: reference_blend(x, tvf.adjust_contrast(x, 0.0), m), 0.05, 0.95),
+    "Equalize": (lambda x, m: tvf.equalize(x), 0, 0),
+    "Identity": (lambda x, m: x, 0, 0),
+    "Posterize": (lambda x, m: x & ((255 << (8 - m.floor().long())) & 255).to(torch.uint8).view(-1, 1, 1, 1), 4, 9),
+    "Sharpness": (lambda x, m: reference_blend(x, tvf.adjust_sharpness(x, 0.0), m), 0.05, 0.95),
+    "Solarize": (lambda x, m: torch.where(x >= m.view(-1, 1, 1, 1), 255 - x, x), 0, 256),
+    "Rotate": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.rotation_matrices(m)), -30, 30),
+    "ShearX": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.shear_x_matrices(m)), -0.3, 0.3),
+    "ShearY": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.shear_y_matrices(m)), -0.3, 0.3),
+    "TranslateX": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.translate_x_matrices(m)), -0.3, 0.3),
+    "TranslateY": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.translate_y_matrices(m)), -0.3, 0.3),
+}
+
+
+def reference_randaugment_step(images, op_indices, levels):
+    augmented = images.clone()
+    for op_index, (function, low, high) in enumerate(REFERENCE_OPS.values()):
+        chosen = torch.nonzero(op_indices == op_index).squeeze(1)
+        if len(chosen) > 0:
+            augmented[chosen] = function(images[chosen], low + levels[chosen] * (high - low))
+    return augmented
+
+
+def reference_flip_and_crop(images, pad_fraction=0.125):
+    batch, _, height, width = images.shape
+    flips = torch.rand(batch) < 0.5
+    images = torch.where(flips.view(-1, 1, 1, 1), tvf.horizontal_flip(images), images)
+    pad = int(pad_fraction * height + 0.5)
+    padded = tvf.pad(images, [pad], padding_mode="reflect")
+    tops, lefts = torch.randint(2 * pad + 1, (2, batch))
+    return padded.unfold(2, height, 1).unfold(3, width, 1)[torch.arange(batch), :, tops, lefts]
+
+
+def reference_strong(images, randaugment_ops=2, cutout_fraction=0.5):
+    batch, _, size, _ = images.shape
+    augmented = reference_flip_and_crop(images)
+    op_indices = torch.randint(len(REFERENCE_OPS), (randaugment_ops, batch))
+    levels = torch.rand(randaugment_ops, batch)
+    for step_ops, step_levels in zip(op_indices, levels):
+        augmented = reference_randaugment_step(augmented, step_ops, step_levels)
+    side_fractions, centre_y, centre_x = torch.rand(3, batch)
+    sides = (side_fractions * cutout_fraction * size).round().long()
+    return augment.cutout(augmented, sides, (centre_y * size).long(), (centre_x * size).long())
+
+
+def test_the_op_table_is_the_documented_one_in_the_reference_order():
+    assert randaugment.RANDAUGMENT_OPS == tuple(REFERENCE_OPS)
+    tables = {**randaugment.PIXEL_OPS, **randaugment.ENHANCEMENTS, **randaugment.GEOMETRIC_OPS}
+    assert {name: (op.low, op.high) for name, op in tables.items()} == {
+        name: (low, high) for name, (_, low, high) in REFERENCE_OPS.items()
+    }
+
+
+@pytest.mark.parametrize("channels, size", [(3, 32), (1, 28), (3, 8)])
+def test_randaugment_step_gives_every_sample_exactly_the_reference_op_it_drew(channels, size):
     torch.manual_seed(0)
-    ops = augment.RANDAUGMENT_OPS
-    assert len(ops) == 14
-    images = random_images(len(ops), 3, 16)
-    levels = torch.rand(len(ops))
-    out = augment.randaugment_step(images, torch.arange(len(ops)), levels)
-    for index, name in enumerate(ops):
-        op = {**augment.PIXEL_OPS, **augment.GEOMETRIC_OPS}[name]
-        magnitude = op.magnitudes(levels[index : index + 1])
-        if name in augment.GEOMETRIC_OPS:
-            alone = augment.affine_warp(images[index : index + 1], op.function(magnitude))
-        else:
-            alone = op.function(images[index : index + 1], magnitude)
-        assert torch.equal(out[index : index + 1], alone), name
-    assert torch.equal(out[ops.index("Identity")], images[ops.index("Identity")])
+    repeats = 8
+    op_indices = torch.arange(len(REFERENCE_OPS)).repeat(repeats)
+    levels = torch.rand(len(op_indices))
+    levels[:28] = torch.tensor([0.0, 0.999]).repeat_interleave(len(REFERENCE_OPS))  # near the ends of every range
+    images = random_images(len(op_indices), channels, size)
+    images[-len(REFERENCE_OPS) :] //= 4  # dim images, where AutoContrast and Equalize stretch
+    images[-2, 0] = 7  # a flat channel
+
+    out = on_pixels(randaugment.randaugment_step, images, op_indices, levels)
+
+    expected = reference_randaugment_step(images, op_indices, levels)
+    mismatched = {list(REFERENCE_OPS)[op] for op in op_indices[(out != expected).flatten(1).any(1)]}
+    assert not mismatched
+    assert torch.equal(out[op_indices == 5], images[op_indices == 5])  # Identity
+
+
+@pytest.mark.parametrize("channels, size", [(3, 32), (1, 28)])
+def test_weak_is_the_reference_flip_and_crop_from_the_same_seed(channels, size):
+    images = random_images(64, channels, size)
+    torch.manual_seed(3)
+    expected = reference_flip_and_crop(images)
+    torch.manual_seed(3)
+    assert torch.equal(to_pixels(pixel_augmenter(channels).weak(images)), expected)
+
+
+@pytest.mark.parametrize("channels, size", [(3, 32), (1, 28)])
+def test_strong_is_the_reference_strong_from_the_same_seed(channels, size):
+    images = random_images(64, channels, size)
+    torch.manual_seed(4)
+    expected = reference_strong(images)
+    torch.manual_seed(4)
+    assert torch.equal(to_pixels(pixel_augmenter(channels).strong(images)), expected)
+
+
+def view_statistics(views: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    change = (views.float() - images.float()).abs()
+    return torch.stack(
+        [views.float().mean() / 255, views.float().std() / 255, (views == 0).float().mean(),
+         (views == augment.CUTOUT_FILL).float().mean(), (change > 0).float().mean(), change.mean() / 255]
+    )
+
+
+def smooth_images(batch: int, channels: int, size: int) -> torch.Tensor:
+    """Low-frequency images in a part of the range, where every op has something to change."""
+    coarse = torch.rand(batch, channels, 4, 4) * 160 + 40
+    return nnf.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False).round().to(torch.uint8)
+
+
+def test_strong_views_have_the_reference_statistics_on_other_draws():
+    """Holds however the draws are ordered: the same distributions, not the same samples."""
+    torch.manual_seed(0)
+    images = smooth_images(2048, 3, 16)
+    torch.manual_seed(5)
+    ours = view_statistics(to_pixels(pixel_augmenter(3).strong(images)), images)
+    torch.manual_seed(6)
+    theirs = view_statistics(reference_strong(images), images)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0.01)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_views_trace_as_one_graph_without_host_synchronisation(device, channels, size, view):
+    """fullgraph fails on any graph break: a .item(), nonzero, boolean mask or branch on a tensor's value."""
+    augmenter = pixel_augmenter(channels)
+    traced = torch.compile(getattr(augmenter, view), fullgraph=True, backend="eager")
+    images = random_images(8, channels, size, device)
+    torch.manual_seed(0)
+    out = traced(images)
+    torch.manual_seed(0)
+    assert torch.equal(out, getattr(augmenter, view)(images))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+@pytest.mark.parametrize("view", ["weak", "strong"])
+def test_inductor_compiled_views_give_the_eager_pixels_from_the_same_seed(monkeypatch, channels, size, view):
+    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random numbers
+    augmenter = pixel_augmenter(channels)
+    compiled = torch.compile(getattr(augmenter, view), fullgraph=True)
+    images = random_images(16, channels, size)
+    torch.manual_seed(1)
+    out = compiled(images)
+    torch.manual_seed(1)
+    assert torch.equal(to_pixels(out), to_pixels(getattr(augmenter, view)(images)))
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_equalize_is_torchvisions_on_images_of_every_spread(size):
+    torch.manual_seed(0)
+    low = torch.randint(0, 200, (96, 3, 1, 1))
+    spread = torch.randint(1, 56, (96, 3, 1, 1))
+    images = (low + torch.rand(96, 3, size, size) * spread).to(torch.uint8)
+    images[:8] = random_images(8, 3, size)
+    images[8, 1] = 9  # one value
+    images[9, 2, : size // 2] = 200  # two values
+    assert torch.equal(on_pixels(randaugment.equalize, images), tvf.equalize(images))

@@ -1,6 +1,5 @@
 """Data sets read through the real on-disk formats: CIFAR pickle batches, idx files, digits."""
 
-import gzip
 import pickle
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 
 import hdl.data.datasets as datasets
 from hdl.data import load_dataset, read_idx
+from hdl.data.datasets import write_idx
 from hdl.errors import UserError
 
 
@@ -101,13 +101,6 @@ def test_cifar_download_goes_through_torchvision_then_the_same_reader(tmp_path, 
     dataset = load_dataset("cifar10", target, download=True)
     assert calls == [(str(target), True)]
     np.testing.assert_array_equal(dataset.train_labels, expected["train_labels"])
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

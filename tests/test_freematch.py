@@ -129,3 +129,28 @@ def test_state_survives_a_state_dict_round_trip():
     for name, value in trained.state_dict().items():
         assert torch.equal(getattr(fresh, name), value)
     assert fresh.time_p.item() != pytest.approx(1 / 3)
+
+
+def test_an_empty_mask_adds_no_fairness_loss_and_no_gradient():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3, requires_grad=True)
+    p_model, label_hist = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.4, 0.4, 0.2])
+    loss = fairness_loss(logits, p_model, label_hist, torch.zeros(6))
+    (gradient,) = torch.autograd.grad(loss, logits)
+    assert loss.item() == 0.0 and torch.equal(gradient, torch.zeros_like(logits))
+    mask = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    selected = fairness_loss(logits[mask.bool()], p_model, label_hist)  # the masked rows alone, as USB indexes them
+    assert fairness_loss(logits, p_model, label_hist, mask).item() == pytest.approx(selected.item(), rel=1e-6)
+
+
+def test_a_step_whose_mask_is_empty_is_the_loss_without_fairness():
+    torch.manual_seed(0)
+    model = PixelNet()
+    batch = random_batch(4, 7)
+    algorithm = build_algorithm("freematch", NUM_CLASSES, PixelNet.feature_dim, {"lambda_fairness": 0.5})
+    algorithm.time_p.fill_(2.0)  # a threshold no probability reaches
+    torch.manual_seed(1)
+    loss, logs = algorithm.training_step(model, batch, StepContext(step=0, total_steps=1, views=StandInViews()))
+    assert logs["mask"].item() == 0.0 and logs["loss_fairness"].item() == 0.0
+    assert loss.item() == pytest.approx(logs["loss_x"].item(), rel=1e-6)
+    assert all(torch.isfinite(gradient).all() for gradient in gradients(loss, list(model.parameters())))

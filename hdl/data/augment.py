@@ -27,148 +27,27 @@ clipped at the borders. Geometric ops use nearest-neighbour sampling with a
 black fill, like PIL's defaults in both references, and act about the image
 centre. Unlike kekmodel's version, every drawn op is applied (no extra coin
 flip per op) and magnitudes are continuous, as in the paper's description.
+
+Shapes are fixed and nothing waits for the device (`hdl.data.randaugment` runs
+every op on the whole batch and each sample keeps its own op's result), so both
+views trace into one graph (`torch.compile(..., fullgraph=True)`) inside a
+compiled training step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as nnf
-import torchvision.transforms.v2.functional as tvf
+
+from hdl.data.randaugment import RANDAUGMENT_OPS, randaugment_step
 
 CUTOUT_FILL = 127
 
 
-class RandAugmentOp(NamedTuple):
-    """A pixel op's `function(images, magnitudes)` returns the changed images; a
-    geometric op's `function(magnitudes)` returns per-sample 2x3 affine matrices."""
-
-    function: Callable[..., torch.Tensor]
-    low: float = 0.0
-    high: float = 0.0
-
-    def magnitudes(self, levels: torch.Tensor) -> torch.Tensor:
-        """Map levels in [0, 1] linearly onto [low, high]."""
-        return self.low + levels * (self.high - self.low)
-
-
-def _per_sample(values: torch.Tensor) -> torch.Tensor:
-    return values.view(-1, 1, 1, 1)
-
-
-def blend(images: torch.Tensor, degenerate: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """PIL's ImageEnhance with one factor per sample: degenerate at 0, original at 1."""
-    factors = _per_sample(factors.float())
-    mixed = factors * images.float() + (1 - factors) * degenerate.float()
-    return mixed.round().clamp(0, 255).to(torch.uint8)
-
-
-def brightness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, torch.zeros_like(images), factors)
-
-
-def color(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, tvf.adjust_saturation(images, 0.0), factors)
-
-
-def contrast(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, tvf.adjust_contrast(images, 0.0), factors)
-
-
-def sharpness(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    return blend(images, tvf.adjust_sharpness(images, 0.0), factors)
-
-
-def posterize(images: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """Keep the top `bits` bits of every value, one bit count per sample."""
-    masks = (255 << (8 - bits.long())) & 255
-    return images & _per_sample(masks.to(torch.uint8))
-
-
-def solarize(images: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """Invert values at or above the sample's threshold (PIL and torchvision convention)."""
-    return torch.where(images >= _per_sample(thresholds), 255 - images, images)
-
-
-def rotation_matrices(degrees: torch.Tensor) -> torch.Tensor:
-    """Counter-clockwise rotation, as PIL's `rotate` and `torch.rot90` turn."""
-    radians = torch.deg2rad(degrees.float())
-    cos, sin, zero = torch.cos(radians), torch.sin(radians), torch.zeros_like(radians)
-    return torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2)
-
-
-def _linear_matrices(magnitudes: torch.Tensor, row: int, column: int) -> torch.Tensor:
-    matrices = torch.eye(2, 3, device=magnitudes.device).repeat(len(magnitudes), 1, 1)
-    matrices[:, row, column] = magnitudes.float()
-    return matrices
-
-
-def shear_x_matrices(shears: torch.Tensor) -> torch.Tensor:
-    return _linear_matrices(shears, 0, 1)
-
-
-def shear_y_matrices(shears: torch.Tensor) -> torch.Tensor:
-    return _linear_matrices(shears, 1, 0)
-
-
-def translate_x_matrices(fractions: torch.Tensor) -> torch.Tensor:
-    """Sample `fraction` of the width further right: the content moves left by it."""
-    return _linear_matrices(2 * fractions, 0, 2)
-
-
-def translate_y_matrices(fractions: torch.Tensor) -> torch.Tensor:
-    return _linear_matrices(2 * fractions, 1, 2)
-
-
-def affine_warp(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
-    """Warp each image by its own 2x3 matrix, which maps output to input
-    coordinates normalised to [-1, 1] (square images); outside is black."""
-    grid = nnf.affine_grid(matrices, list(images.shape), align_corners=False)
-    warped = nnf.grid_sample(images.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return warped.to(torch.uint8)
-
-
-PIXEL_OPS: dict[str, RandAugmentOp] = {
-    "AutoContrast": RandAugmentOp(lambda images, _: tvf.autocontrast(images)),
-    "Brightness": RandAugmentOp(brightness, 0.05, 0.95),
-    "Color": RandAugmentOp(color, 0.05, 0.95),
-    "Contrast": RandAugmentOp(contrast, 0.05, 0.95),
-    "Equalize": RandAugmentOp(lambda images, _: tvf.equalize(images)),
-    "Identity": RandAugmentOp(lambda images, _: images),
-    # floor of a draw in [4, 9) gives each bit count 4..8 the same chance
-    "Posterize": RandAugmentOp(lambda images, bits: posterize(images, bits.floor()), 4, 9),
-    "Sharpness": RandAugmentOp(sharpness, 0.05, 0.95),
-    "Solarize": RandAugmentOp(solarize, 0, 256),
-}
-GEOMETRIC_OPS: dict[str, RandAugmentOp] = {
-    "Rotate": RandAugmentOp(rotation_matrices, -30, 30),
-    "ShearX": RandAugmentOp(shear_x_matrices, -0.3, 0.3),
-    "ShearY": RandAugmentOp(shear_y_matrices, -0.3, 0.3),
-    "TranslateX": RandAugmentOp(translate_x_matrices, -0.3, 0.3),
-    "TranslateY": RandAugmentOp(translate_y_matrices, -0.3, 0.3),
-}
-RANDAUGMENT_OPS: tuple[str, ...] = (*PIXEL_OPS, *GEOMETRIC_OPS)
-
-
-def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """Apply to each sample the op `RANDAUGMENT_OPS[op_indices[i]]` at the point
-    `levels[i]` in [0, 1] of that op's magnitude range."""
-    augmented = images.clone()
-    for op_index, op in enumerate(PIXEL_OPS.values()):
-        chosen = torch.nonzero(op_indices == op_index).squeeze(1)
-        if len(chosen) > 0:
-            augmented[chosen] = op.function(images[chosen], op.magnitudes(levels[chosen]))
-
-    matrices = torch.eye(2, 3, device=images.device).repeat(len(images), 1, 1)
-    for op_index, op in enumerate(GEOMETRIC_OPS.values(), start=len(PIXEL_OPS)):
-        op_matrices = op.function(op.magnitudes(levels))
-        matrices = torch.where((op_indices == op_index)[:, None, None], op_matrices, matrices)
-    warped = torch.nonzero(op_indices >= len(PIXEL_OPS)).squeeze(1)
-    if len(warped) > 0:
-        augmented[warped] = affine_warp(images[warped], matrices[warped])
-    return augmented
+def _reflect(positions: torch.Tensor, size: int) -> torch.Tensor:
+    """Index into a side of `size` pixels that reflect padding (edge not repeated) reads at `positions`."""
+    return (size - 1) - ((size - 1) - positions.abs()).abs()
 
 
 def cutout(images: torch.Tensor, sides: torch.Tensor, centres_y: torch.Tensor, centres_x: torch.Tensor) -> torch.Tensor:
@@ -179,7 +58,7 @@ def cutout(images: torch.Tensor, sides: torch.Tensor, centres_y: torch.Tensor, c
     in_rows = (rows >= top[:, None]) & (rows < (top + sides)[:, None])
     in_columns = (columns >= left[:, None]) & (columns < (left + sides)[:, None])
     inside = (in_rows[:, :, None] & in_columns[:, None, :])[:, None]
-    return images.masked_fill(inside, CUTOUT_FILL)
+    return torch.where(inside, CUTOUT_FILL, images)
 
 
 class Augmenter:
@@ -209,9 +88,7 @@ class Augmenter:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """(images / 255 - mean) / std per channel, as float32."""
         self._check(images)
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
-        return images.float().div_(255).sub_(mean).div_(std)
+        return self._normalized(images.float())
 
     def weak(self, images: torch.Tensor) -> torch.Tensor:
         """Random horizontal flip (if `hflip`) and pad-and-crop, normalised."""
@@ -224,7 +101,7 @@ class Augmenter:
         batch, _, height, width = images.shape
         if height != width:
             raise ValueError(f"strong augmentation needs square images, got {height}x{width}")
-        augmented = self._flip_and_crop(images)
+        augmented = self._flip_and_crop(images).float()
         device = images.device
         op_indices = torch.randint(len(RANDAUGMENT_OPS), (self.randaugment_ops, batch), device=device)
         levels = torch.rand(self.randaugment_ops, batch, device=device)
@@ -233,20 +110,27 @@ class Augmenter:
         side_fractions, centre_y, centre_x = torch.rand(3, batch, device=device)
         sides = (side_fractions * self.cutout_fraction * height).round().long()
         augmented = cutout(augmented, sides, (centre_y * height).long(), (centre_x * width).long())
-        return self.normalize(augmented)
+        return self._normalized(augmented)
+
+    def _normalized(self, values: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=values.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=values.device).view(1, -1, 1, 1)
+        return values.div(255).sub_(mean).div_(std)
 
     def _flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = images.shape
+        """Flip, reflect-pad and crop as one gather of source pixels per sample."""
+        batch, channels, height, width = images.shape
         device = images.device
+        columns = torch.arange(width, device=device).expand(batch, width)
         if self.hflip:
             flips = torch.rand(batch, device=device) < 0.5
-            images = torch.where(_per_sample(flips), tvf.horizontal_flip(images), images)
+            columns = torch.where(flips[:, None], width - 1 - columns, columns)
         pad = int(self.pad_fraction * height + 0.5)
-        padded = tvf.pad(images, [pad], padding_mode="reflect")
         tops, lefts = torch.randint(2 * pad + 1, (2, batch), device=device)
-        # windows[b, c, top, left] is the (H, W) crop at that offset, a view without copies
-        windows = padded.unfold(2, height, 1).unfold(3, width, 1)
-        return windows[torch.arange(batch, device=device), :, tops, lefts]
+        rows = _reflect(tops[:, None] - pad + torch.arange(height, device=device), height)
+        columns = columns.gather(1, _reflect(lefts[:, None] - pad + torch.arange(width, device=device), width))
+        sources = (rows[:, :, None] * width + columns[:, None, :]).view(batch, 1, height * width)
+        return images.flatten(2).gather(2, sources.expand(-1, channels, -1)).view_as(images)
 
     def _check(self, images: torch.Tensor) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:

@@ -173,7 +173,7 @@ def _load_cifar(name: str, data_dir: Path, download: bool) -> Dataset:
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
-_FASHION_FILES = {
+FASHION_MNIST_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
     "test_images": "t10k-images-idx3-ubyte",
@@ -199,6 +199,14 @@ def read_idx(path: Path) -> np.ndarray:
     return array.reshape(shape)
 
 
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as an unsigned-byte idx file (gzipped when ``path`` ends in .gz): what ``read_idx`` reads."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(size.to_bytes(4, "big") for size in array.shape)
+    opener: Callable = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
 def _find_idx(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
@@ -209,7 +217,7 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
 def _fashion_mnist_folder(data_dir: Path, download: bool) -> Path:
     candidates = [data_dir / "fashion-mnist", data_dir / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
     for folder in candidates:
-        if all(_find_idx(folder, stem) for stem in _FASHION_FILES.values()):
+        if all(_find_idx(folder, stem) for stem in FASHION_MNIST_FILES.values()):
             return folder
     if download:
         import torchvision.datasets
@@ -226,7 +234,7 @@ def _fashion_mnist_folder(data_dir: Path, download: bool) -> Path:
 
 def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
     folder = _fashion_mnist_folder(data_dir, download)
-    paths = {key: _find_idx(folder, stem) for key, stem in _FASHION_FILES.items()}
+    paths = {key: _find_idx(folder, stem) for key, stem in FASHION_MNIST_FILES.items()}
     arrays = {key: read_idx(path) for key, path in paths.items()}
     for key in ("train_labels", "test_labels"):
         _check_labels(paths[key], arrays[key], len(FASHION_MNIST_CLASSES))

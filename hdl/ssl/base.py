@@ -51,13 +51,12 @@ class Batch:
 
 @dataclass
 class StepContext:
-    step: int  # 0-based index of the current optimiser step
+    """Where the run is.  The trainer passes ``step`` as a 0-d tensor on the training device, which
+    a compiled step reads as data (an int would be a new constant every step); tests may pass ints."""
+
+    step: torch.Tensor | int  # 0-based index of the current optimiser step
     total_steps: int
     views: Views
-
-    @property
-    def progress(self) -> float:
-        return self.step / max(1, self.total_steps)
 
 
 class Algorithm(nn.Module):
@@ -92,9 +91,12 @@ class Algorithm(nn.Module):
         """Return the scalar loss to minimise and values to log (e.g. ``{"loss_x": ..., "mask": ...}``).
 
         ``model(x)`` returns ``(logits, features)``: features are the
-        penultimate-layer embeddings.  Log values may be floats or detached
-        0-d tensors; tensors are better, as the trainer reads them only every
-        ``log_every`` steps and a ``.item()`` per step stalls a GPU.
+        penultimate-layer embeddings.  Log values are detached 0-d tensors
+        (or floats from the config): the trainer reads them only every
+        ``log_every`` steps.  The step must stay compilable whole, with no
+        host synchronisation: no ``.item()``, ``.any()``, ``nonzero``,
+        boolean-mask indexing or Python branch on a tensor's value
+        (tests/test_compile.py compiles every method with ``fullgraph=True``).
         """
         raise NotImplementedError
 

@@ -39,17 +39,30 @@ from hdl.ssl.base import Algorithm, Batch, StepContext, register
 from hdl.ssl.ops import label_accuracy, labeled_loss, logits_of_three_views
 
 
-def fairness_loss(logits: torch.Tensor, p_model: torch.Tensor, label_hist: torch.Tensor) -> torch.Tensor:
-    """FreeMatch's self-adaptive fairness loss on the (masked) strong-view logits; see the module docstring."""
+def class_histogram(predicted: torch.Tensor, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted count of each class among ``predicted`` (class indices): ``bincount`` with a shape fixed by ``num_classes``."""
+    counts = nnf.one_hot(predicted, num_classes).float()
+    return (counts if weights is None else counts * weights[:, None]).sum(dim=0)
+
+
+def fairness_loss(logits: torch.Tensor, p_model: torch.Tensor, label_hist: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """FreeMatch's self-adaptive fairness loss on the strong-view logits of the masked rows; see the module docstring.
+
+    ``mask`` (float, one per row; default all) selects the rows as weights,
+    so the shapes never depend on it; with no row selected the loss is 0.
+    """
+    mask = torch.ones_like(logits[:, 0]) if mask is None else mask
+    selected = mask.sum()
     probs = torch.softmax(logits, dim=-1)
-    hist = torch.bincount(probs.argmax(dim=-1), minlength=logits.shape[1]).to(probs.dtype)
-    hist = hist / hist.sum()
+    hist = class_histogram(probs.argmax(dim=-1), logits.shape[1], mask)
+    hist = hist / selected.clamp_min(1)
     target = p_model / label_hist
     target = target / target.sum()
     inverse_hist = torch.where(hist > 0, 1.0 / hist, torch.zeros_like(hist))
-    batch_mean = probs.mean(dim=0) * inverse_hist
-    batch_mean = batch_mean / batch_mean.sum()
-    return (target * torch.log(batch_mean + 1e-12)).sum()
+    batch_mean = (probs * mask[:, None]).sum(dim=0) / selected.clamp_min(1) * inverse_hist
+    # Clamped, not branched: with no row selected every term is 0, and so is every gradient.
+    batch_mean = batch_mean / batch_mean.sum().clamp_min(torch.finfo(batch_mean.dtype).tiny)
+    return (target * torch.log(batch_mean + 1e-12)).sum() * (selected > 0)
 
 
 @register("freematch")
@@ -72,7 +85,7 @@ class FreeMatch(Algorithm):
     def update_thresholds(self, probs: torch.Tensor) -> None:
         momentum = self.config.ema_momentum
         max_probs, predicted = probs.max(dim=-1)
-        hist = torch.bincount(predicted, minlength=self.num_classes).to(probs.dtype) / predicted.numel()
+        hist = class_histogram(predicted, self.num_classes) / predicted.numel()
         self.time_p.mul_(momentum).add_((1 - momentum) * max_probs.mean())
         self.p_model.mul_(momentum).add_((1 - momentum) * probs.mean(dim=0))
         self.label_hist.mul_(momentum).add_((1 - momentum) * hist)
@@ -95,7 +108,7 @@ class FreeMatch(Algorithm):
         mask = self.confident(probs)
         pseudo_labels = probs.argmax(dim=-1)
         loss_u = (nnf.cross_entropy(strong_logits, pseudo_labels, reduction="none") * mask).mean()
-        loss_f = fairness_loss(strong_logits[mask], self.p_model, self.label_hist) if mask.any() else strong_logits.new_zeros(())
+        loss_f = fairness_loss(strong_logits, self.p_model, self.label_hist, mask.float())
 
         loss = loss_x + config.lambda_u * loss_u + config.lambda_fairness * loss_f
         logs = {

@@ -69,13 +69,19 @@ def mixup(inputs: torch.Tensor, targets: torch.Tensor, alpha: float) -> tuple[to
     the meaning of).  Returns mixed inputs, mixed targets and lambda (a 0-d
     tensor on the inputs' device: no host sync).
     """
-    concentration = torch.tensor(float(alpha), device=inputs.device)
-    lam = torch.distributions.Beta(concentration, concentration).sample()
+    lam = beta_sample(alpha, inputs.device)
     lam = torch.maximum(lam, 1.0 - lam)
     partner = torch.randperm(inputs.shape[0], device=inputs.device)
     mixed_inputs = lam * inputs + (1.0 - lam) * inputs[partner]
     mixed_targets = lam * targets + (1.0 - lam) * targets[partner]
     return mixed_inputs, mixed_targets, lam
+
+
+def beta_sample(alpha: float, device: torch.device) -> torch.Tensor:
+    """One draw of Beta(alpha, alpha), a 0-d tensor: the draw ``torch.distributions.Beta(alpha, alpha).sample()``
+    makes from the same generator, without its argument checks (a host sync on a GPU, a graph break in a compiled step)."""
+    concentration = torch.full((2,), float(alpha), device=device)
+    return torch._sample_dirichlet(concentration)[0]
 
 
 class MixedPrediction(NamedTuple):
@@ -108,12 +114,13 @@ def mix_and_predict(
     return MixedPrediction(loss_x, logits[num_labeled:], mixed_targets[num_labeled:], lam)
 
 
-def linear_rampup(step: int, total_steps: int, fraction: float) -> float:
-    """Weight growing linearly from 0 to 1 over the first ``fraction`` of training, then 1."""
+def linear_rampup(step: torch.Tensor | int, total_steps: int, fraction: float) -> torch.Tensor:
+    """Weight growing linearly from 0 to 1 over the first ``fraction`` of training, then 1 (a 0-d tensor on ``step``'s device)."""
     rampup_steps = fraction * total_steps
+    step = torch.as_tensor(step, dtype=torch.float32)
     if rampup_steps <= 0:
-        return 1.0
-    return min(1.0, step / rampup_steps)
+        return torch.ones_like(step)
+    return (step / rampup_steps).clamp(max=1.0)
 
 
 @contextmanager

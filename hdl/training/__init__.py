@@ -4,6 +4,8 @@
 - ``streams``: the run's data on the device and its epoch-shuffled index streams;
 - ``averaging``: the EMA model and the warm-up of the EMA decay and BatchNorm momentum;
 - ``optim``: SGD and the learning-rate schedules;
+- ``compiling``: ``torch.compile`` of the step (the ``compile`` setting);
+- ``progress``: the progress bar;
 - ``inference``: predictions in batches, bf16 autocast, accuracy;
 - ``checkpoint``: saving and loading, RNG states, metrics.json's summary;
 - ``loop``: the ``Trainer``, which holds the others and steps them;

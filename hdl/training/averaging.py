@@ -4,6 +4,10 @@ Both warm up as TensorFlow's ExponentialMovingAverage with ``num_updates``
 does (``TrainConfig.ema_warmup``): at global step t the decay is capped by
 (1 + t) / (10 + t), so the averages follow the model closely at first and
 settle at the configured values after some ten thousand steps.
+
+The rates change every step, so they live in 0-d tensors on the training
+device that the trainer overwrites in place (``AveragingRates.set``): a
+compiled step reads them as data, and nothing waits for the host.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import copy
 
 import torch
 from torch import nn
+
+from hdl.nets import share_momentum
 
 WARMUP_OFFSET = 10  # TensorFlow's ExponentialMovingAverage: decay <= (1 + t) / (10 + t)
 
@@ -26,9 +32,10 @@ class EMA:
         self._buffer_pairs = [list(self.model.buffers()), list(model.buffers())]
 
     @torch.no_grad()
-    def update(self, decay: float | None = None) -> None:
-        """Move the average towards the model by ``1 - decay`` (default: the constructor's decay)."""
-        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - (self.decay if decay is None else decay))
+    def update(self, decay: float | torch.Tensor | None = None) -> None:
+        """Move the average towards the model by ``1 - decay`` (default: the constructor's decay); a tensor decay stays on its device."""
+        decay = self.decay if decay is None else decay
+        torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - decay)
         torch._foreach_copy_(self._buffer_pairs[0], self._buffer_pairs[1])
 
 
@@ -44,7 +51,14 @@ def averaging_rates(ema: float, bn_momentum: float, step: int, warmup: bool) -> 
     return warmed_up_decay(ema, step), max(bn_momentum, 1.0 - warmed_up_decay(1.0, step))
 
 
-def set_bn_momentum(model: nn.Module, momentum: float) -> None:
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = momentum
+class AveragingRates:
+    """The EMA decay and the BatchNorm momentum of the current step, as 0-d tensors on ``device``; the model's BatchNorms read the momentum."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        self.ema_decay = torch.zeros((), device=device)
+        self.bn_momentum = torch.zeros((), device=device)
+        share_momentum(model, self.bn_momentum)
+
+    def set(self, ema_decay: float, bn_momentum: float) -> None:
+        self.ema_decay.fill_(ema_decay)
+        self.bn_momentum.fill_(bn_momentum)

@@ -8,6 +8,9 @@ model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
 Every ``probe_every`` steps the label probe (``hdl.training.probe``) scores
 the EMA model's argmax and HDL's labels on its embeddings.
+The step reads its changing numbers (the method's clock, the averaging rates)
+from device tensors and never waits for the device, so the method's loss with
+the model can be compiled whole (``compile``, ``hdl.training.compiling``).
 
 Stage 2 (``--init``) continues the method rather than restarting it: the
 model, its EMA, the optimiser's momentum and the method's state (thresholds,
@@ -20,7 +23,6 @@ differs; both variants of a cell draw them from the same seeds.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from hdl.io import write_json
 from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
 from hdl.track import Tracker, TrackingOptions
-from hdl.training.averaging import EMA, averaging_rates, set_bn_momentum
+from hdl.training.averaging import EMA, AveragingRates, averaging_rates
 from hdl.training.checkpoint import (
     CHECKPOINT_FORMAT,
     config_differences,
@@ -44,10 +46,12 @@ from hdl.training.checkpoint import (
     set_rng_states,
     summarise,
 )
+from hdl.training.compiling import compile_step
 from hdl.training.inference import MixedPrecision, accuracy_metrics, predict, uses_bf16
 from hdl.training.optim import cosine_lr, make_optimizer, stage2_learning_rate
-from hdl.training.settings import RunConfig
-from hdl.training.streams import EpochShuffler, TrainingData, stream_seed
+from hdl.training.progress import progress_bar
+from hdl.training.settings import RunConfig, run_identity
+from hdl.training.streams import EpochShuffler, TrainingData, stream_seed, to_device
 
 
 class Trainer:
@@ -70,7 +74,10 @@ class Trainer:
         ).to(device)
         self.bf16 = uses_bf16(train.precision, device)
         self.forward = MixedPrecision(self.model, enabled=self.bf16)
+        self.rates = AveragingRates(self.model, device)
         self.ema = EMA(self.model, train.ema)
+        self.clock = torch.zeros((), dtype=torch.int64, device=device)  # the method's global step, as data
+        self.method_loss = compile_step(self.uncompiled_method_loss, train.compile, device)
         self.optimizer = make_optimizer(list(self.model.parameters()) + list(self.algorithm.parameters()), train)
         self.uses_unlabeled = self.algorithm.uses_unlabeled and train.uratio > 0
         if self.uses_unlabeled and len(data.unlabeled_index) == 0:
@@ -145,7 +152,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Continue this run from its own checkpoint, which must have been written by the same command."""
         saved = load_checkpoint(path)
-        differences = config_differences(saved.get("config", {}), self.config.as_dict())
+        differences = config_differences(run_identity(saved.get("config", {})), run_identity(self.config.as_dict()))
         if differences:
             raise UserError(
                 f"{path} belongs to a different run: {'; '.join(differences)}. "
@@ -185,9 +192,9 @@ class Trainer:
 
     def next_batch(self) -> Batch:
         data, train = self.data, self.config.train
-        labeled = self.labeled_stream.next(train.batch_size).to(self.device)
+        labeled = to_device(self.labeled_stream.next(train.batch_size), self.device)
         unlabeled = self.unlabeled_stream.next(train.batch_size * train.uratio if self.uses_unlabeled else 0)
-        unlabeled_index = data.unlabeled_index[unlabeled.to(self.device)]
+        unlabeled_index = data.unlabeled_index[to_device(unlabeled, self.device)]
         return Batch(
             labeled_images=data.train_images[data.labeled_index[labeled]],
             labeled_targets=data.labeled_targets[labeled],
@@ -202,19 +209,24 @@ class Trainer:
             return stage2_learning_rate(train.stage2_lr, train.lr, self.schedule["held_lr"], self.step, steps)
         return cosine_lr(train.lr, self.step, steps)
 
+    def uncompiled_method_loss(self, batch: Batch, clock: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        context = StepContext(step=clock, total_steps=self.schedule["method_steps"], views=self.data.views)
+        return self.algorithm.training_step(self.forward, batch, context)
+
     def train_step(self) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One step, with no host synchronisation from drawing the batch to the EMA update: the
+        step's changing numbers (clock, averaging rates) are written into device tensors."""
         train = self.config.train
         global_step = self.schedule["start_step"] + self.step
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
-        ema_decay, bn_momentum = averaging_rates(train.ema, train.bn_momentum, global_step, train.ema_warmup)
-        set_bn_momentum(self.model, bn_momentum)
-        context = StepContext(step=global_step, total_steps=self.schedule["method_steps"], views=self.data.views)
-        loss, logs = self.algorithm.training_step(self.forward, self.next_batch(), context)
+        self.rates.set(*averaging_rates(train.ema, train.bn_momentum, global_step, train.ema_warmup))
+        self.clock.fill_(global_step)
+        loss, logs = self.method_loss(self.next_batch(), self.clock)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.ema.update(ema_decay)
+        self.ema.update(self.rates.ema_decay)
         self.step += 1
         return loss.detach(), logs
 
@@ -226,8 +238,6 @@ class Trainer:
 
     def fit(self, out_dir: str | Path, tracking: TrackingOptions, progress: bool = True) -> dict[str, Any]:
         """Train to ``steps``, resuming from ``out_dir/checkpoint.pt`` if there is one; write and return the metrics."""
-        from tqdm import tqdm
-
         train, steps = self.config.train, self.config.steps
         out_dir = Path(out_dir)
         checkpoint_path, metrics_path = out_dir / "checkpoint.pt", out_dir / "metrics.json"
@@ -246,14 +256,7 @@ class Trainer:
         first_nonfinite = torch.full((), -1, dtype=torch.int64, device=self.device)
         check_every = 1 if self.device.type == "cpu" else train.log_every
         started = time.perf_counter()
-        bar = tqdm(
-            total=steps,
-            initial=self.step,
-            desc=self.config.method,
-            disable=not progress,
-            mininterval=0.1 if sys.stderr.isatty() else 30,
-            dynamic_ncols=True,
-        )
+        bar = progress_bar(steps, self.step, self.config.method, progress)
         self.model.train()
         while self.step < steps:
             loss, logs = self.train_step()

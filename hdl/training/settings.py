@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from hdl.errors import UserError
 from hdl.ssl import algorithm_class, config_fields
+from hdl.training.compiling import COMPILE_SETTINGS
 
 PRECISIONS = ("fp32", "bf16")
 STAGE2_LR_RULES = ("hold", "anneal", "restart")
@@ -46,6 +47,14 @@ class TrainConfig:
     LR the init run ended with (the method simply trained longer); ``anneal``
     decays from it with the same cosine shape over the new run; ``restart``
     starts a fresh cosine from ``lr`` (a restart, as before).
+
+    ``compile``: ``torch.compile`` the method's loss with the model's forward
+    (and so its backward): ``off``, a ``torch.compile`` mode (``default``,
+    ``reduce-overhead`` for CUDA graphs, ``max-autotune``,
+    ``max-autotune-no-cudagraphs``), or ``auto``, what measured best on the
+    device type (``hdl.training.compiling``: eager on CPU, ``reduce-overhead``
+    on CUDA).  It changes how a run computes, not what: a checkpoint resumes
+    under any setting.
 
     ``extra_labels_leave_unlabeled``: whether ``--extra-labels`` samples also
     leave the unlabeled stream.  Off by default: HDL usually labels every
@@ -85,6 +94,7 @@ class TrainConfig:
     probe_samples: int = 10_000
     probe_k: int = 0
     probe_confidence: str = "consistency"
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size", "probe_samples"):
@@ -95,7 +105,7 @@ class TrainConfig:
                 raise UserError(f"--set {key}={getattr(self, key)}: must be at least 0 (0: {PROBE_ZERO[key]})")
         if self.uratio < 0 or not 0 <= self.ema <= 1:
             raise UserError(f"uratio must be >= 0 and ema in [0, 1]; got uratio={self.uratio}, ema={self.ema}")
-        for key, allowed in (("precision", PRECISIONS), ("stage2_lr", STAGE2_LR_RULES)):
+        for key, allowed in (("precision", PRECISIONS), ("stage2_lr", STAGE2_LR_RULES), ("compile", COMPILE_SETTINGS)):
             if getattr(self, key) not in allowed:
                 raise UserError(f"--set {key}={getattr(self, key)}: must be one of {', '.join(allowed)}")
 
@@ -120,6 +130,13 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         """The plain form kept in checkpoints and metrics.json; a resumed run must match it key by key."""
         return dataclasses.asdict(self)
+
+
+def run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's plain config (``RunConfig.as_dict``) without the settings that change how it computes, not what
+    (``compile``): what a resumed run must match."""
+    train = {key: value for key, value in config.get("train", {}).items() if key != "compile"}
+    return {**config, "train": train}
 
 
 def parse_value(key: str, text: str, default: Any) -> Any:

@@ -123,6 +123,13 @@ class EpochShuffler:
         self.position = state["position"]
 
 
+def to_device(indices: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """CPU indices on ``device``; onto a GPU through pinned memory without waiting for it."""
+    if device.type == "cpu":
+        return indices
+    return indices.pin_memory().to(device, non_blocking=True)
+
+
 def stream_seed(seed: int, stream: int, start_step: int = 0) -> int:
     """Seed of one data stream; a run continuing another (``start_step`` > 0) draws new orders."""
     entropy = [seed, stream] + ([start_step] if start_step else [])

@@ -1,0 +1,28 @@
+"""benchmarks/device_check.sh --cpu-smoke: the device check's every step at tiny sizes on CPU, so that it works
+the first time a GPU is there, and without the packages the device machine lacks."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+BLOCKED = ("faiss", "wandb", "snakemake", "tqdm", "sklearn")  # absent on the device machine (torchvision too, but hdl.data.randaugment needs it)
+
+
+@pytest.mark.slow
+def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_lacks(tmp_path, repo_root):
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    # None in sys.modules: `import faiss` fails as for a missing package, and importlib.util.find_spec says None.
+    (blocker / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({BLOCKED!r}))\n")
+    environment = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{repo_root}", "PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
+    result = subprocess.run(
+        ["bash", "benchmarks/device_check.sh", "--cpu-smoke"], cwd=repo_root, env=environment, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (tmp_path / "out" / "device_check.txt").read_text()
+    assert table.strip().endswith("s") and result.stdout.rstrip().endswith(table.rstrip().splitlines()[-1])
+    for method in ("fixmatch", "freematch", "mixmatch", "remixmatch", "supervised"):
+        assert any(line.startswith(method) and " yes " in line for line in table.splitlines()), method
+    assert "28x28x1  wrn-10-1  fixmatch" in table
