@@ -52,11 +52,9 @@ def run(args: argparse.Namespace) -> int:
     _write_csv(pseudo_labels, tables_dir / "pseudo_labels.csv")
     _write_text(to_markdown(pseudo_label_display(pseudo_labels)), tables_dir / "pseudo_labels.md")
 
-    per_class_values = per_class_seed_values(metrics)
-    if not per_class_values.empty:
-        per_class = per_class_statistics(per_class_values)
-        _write_csv(per_class, tables_dir / "per_class.csv")
-        _write_text(to_markdown(per_class_display(per_class)), tables_dir / "per_class.md")
+    per_class = per_class_statistics(per_class_seed_values(metrics))
+    _write_csv(per_class, tables_dir / "per_class.csv")
+    _write_text(to_markdown(per_class_display(per_class)), tables_dir / "per_class.md")
 
     plots.plot_accuracy(accuracy, seed_values, args.metric, plots_dir / "accuracy.png")
     plots.plot_hdl_gain(accuracy, seed_values, plots_dir / "hdl_gain.png")

@@ -58,6 +58,8 @@ def per_class_statistics(values: pd.DataFrame) -> pd.DataFrame:
     seeds; ``n_seeds``; ``tail_std``; and on tail_delta rows the paired t interval of HDL − baseline's
     tail accuracy (``ci_low``, ``ci_high``, ``p_value``)."""
     keys = SETTING + ["method"]
+    if values.empty:  # metrics.json written before per_class was recorded
+        return pd.DataFrame(columns=keys + ["row", "n_seeds"])
     wide = values.pivot_table(index=keys + ["seed", "row"], columns="column", values="value", aggfunc="first")
     columns = sorted((c for c in wide.columns if c != TAIL), key=int) + ([TAIL] if TAIL in wide.columns else [])
     wide = wide[columns].reset_index()
@@ -92,6 +94,8 @@ def per_class_display(stats: pd.DataFrame) -> DisplayTable:
             "; tail: mean over the third of the classes with the fewest given labels (long-tailed settings only), "
             f"± sample std; Δ tail: HDL − baseline per seed, mean and {CONFIDENCE:.0%} paired-t interval (n.s.: it contains 0)"
         )
+    if stats.empty:
+        caption += "; no metrics.json records per_class"
     table = DisplayTable(caption + ".", ["setting", "method", "model", "n"], [(c,) for c in classes] + ([(TAIL,)] if with_tail else []))
     previous = None
     for _, row in stats.iterrows():
