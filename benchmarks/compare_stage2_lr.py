@@ -16,50 +16,14 @@ accuracy of each rule and each rule's paired difference from the first rule over
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import json
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-CELL_KEYS = ("dataset", "labels", "imbalance", "method", "seed")
-
-
-def stage2_command(stage1_metrics: dict, checkpoint: Path, rule: str, steps: int, out: Path) -> list[str]:
-    config = stage1_metrics["config"]
-    command = [
-        sys.executable, "-m", "hdl.cli", "train", "--dataset", config["dataset"], "--labels", str(config["labels"]),
-        "--imbalance", str(config["imbalance"]), "--seed", str(config["seed"]), "--method", config["method"],
-        "--arch", config["arch"], "--steps", str(steps), "--init", str(checkpoint), "--out", str(out),
-        "--threads", "1", "--no-progress",
-    ]
-    if config["split"]:
-        command += ["--split", config["split"]]
-    settings = {**config["train"], **config["method_config"], "stage2_lr": rule}
-    for key, value in settings.items():
-        command += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
-    return command
-
-
-def run(command: list[str], out: Path) -> dict:
-    if not (out / "metrics.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "train.log", "w") as log:
-            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
-    return json.loads((out / "metrics.json").read_text())
-
-
-def paired_interval(differences: np.ndarray) -> tuple[float, float, float]:
-    mean = float(differences.mean())
-    if len(differences) < 2:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
-    return mean, mean - half, mean + half
+from hdl.report.stats import paired_t_interval
+from stage2_runs import cell_of, run, stage1_runs, stage2_command
 
 
 def main() -> int:
@@ -74,15 +38,11 @@ def main() -> int:
     args = parser.parse_args()
 
     jobs = []
-    for metrics_path in sorted(Path(args.runs).rglob("stage1/metrics.json")):
-        cell = metrics_path.parent.parent.relative_to(args.runs)
-        if not any(fnmatch.fnmatch(str(cell), pattern) for pattern in args.cells):
-            continue
-        stage1 = json.loads(metrics_path.read_text())
+    for cell, cell_dir, stage1 in stage1_runs(args.runs, args.cells):
         for rule in args.rules:
             out = Path(args.out) / cell / rule
-            command = stage2_command(stage1, metrics_path.with_name("checkpoint.pt"), rule, args.steps, out)
-            jobs.append(({key: stage1[key] for key in CELL_KEYS} | {"rule": rule, "stage1": stage1[args.metric]}, command, out))
+            command = stage2_command(stage1, cell_dir / "stage1" / "checkpoint.pt", args.steps, out, {"stage2_lr": rule})
+            jobs.append((cell_of(stage1) | {"rule": rule, "stage1": stage1[args.metric]}, command, out))
     if not jobs:
         print(f"no stage1/metrics.json under {args.runs}", file=sys.stderr)
         return 2
@@ -100,8 +60,9 @@ def main() -> int:
         for rule in args.rules:
             text = f"{rule} {wide[rule].mean():.2f}"
             if rule != args.rules[0]:
-                mean, low, high = paired_interval((wide[rule] - wide[args.rules[0]]).to_numpy())
-                text += f" ({mean:+.2f} [{low:+.2f}, {high:+.2f}])"
+                difference = wide[rule] - wide[args.rules[0]]
+                low, high, _ = paired_t_interval(difference)
+                text += f" ({difference.mean():+.2f} [{low:+.2f}, {high:+.2f}])"
             parts.append(text)
         print(f"{' '.join(map(str, key))} (n={len(wide)}): " + "; ".join(parts))
     return 0

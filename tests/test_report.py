@@ -339,3 +339,10 @@ def test_percent_instead_of_fraction_is_a_user_error(results: Path, capsys: pyte
     write_json(path, metrics_record(70.0, "fixmatch"))
     assert aggregate(results) == 2
     assert "not a fraction" in capsys.readouterr().err
+
+
+def test_per_class_table_is_written(aggregated: Path) -> None:
+    rows = [line for line in (aggregated / "tables" / "per_class.md").read_text().splitlines()
+            if line.startswith("| CIFAR-10, 250 labels, balanced | FixMatch | stage 1 only |")]
+    assert rows and rows[0].count("| 72.0 ") == 10  # per_class is the seed's accuracy in every class
+    assert "tail" in (aggregated / "tables" / "per_class.csv").read_text().splitlines()[0]

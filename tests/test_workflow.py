@@ -222,9 +222,29 @@ def test_check_config_names_an_unknown_data_set_or_method_key(schema):
     assert "grid.settings[0].split.include_labelled: unknown key" in message
 
 
+STUDY_LT = ROOT / "config" / "study_lt.yaml"
+TUNED_KEYS = ("confidence", "class_quota")
+
+
 def test_check_config_accepts_the_shipped_configs(schema):
-    for path in (ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml", TINY_CONFIG):
-        workflow.check_config(workflow.load_yaml(path), schema)
+    for path in [*sorted((ROOT / "config").glob("*.yaml")), TINY_CONFIG]:
+        config = workflow.load_yaml(path)
+        if path == STUDY_LT:
+            config["hdl"] |= {"confidence": "consistency", "class_quota": "labeled"}
+        workflow.check_config(config, schema)
+
+
+def test_the_preregistered_study_refuses_to_run_until_the_tuning_fills_its_selection(schema):
+    config = workflow.load_yaml(STUDY_LT)
+    with pytest.raises(workflow.ConfigError) as error:
+        workflow.check_config(config, schema)
+    assert all(f"hdl.{key}: None is not one of" in str(error.value) for key in TUNED_KEYS)
+    # the tuning runs the same study on its own seeds, and nothing else differs
+    tuning = workflow.load_yaml(ROOT / "config" / "study_lt_tuning.yaml")
+    assert set(config["grid"].pop("seeds")).isdisjoint(tuning["grid"].pop("seeds"))
+    for key in TUNED_KEYS:
+        del config["hdl"][key], tuning["hdl"][key]
+    assert config == tuning
 
 
 def test_grid_values_read_as_in_paths_and_splits_ignore_the_method():

@@ -13,6 +13,18 @@ from hdl.labeling.baselines import Labeling
 CURVE_COVERAGES = tuple(round(0.1 * step, 1) for step in range(1, 11))
 
 
+def head_and_tail(counts) -> dict[str, np.ndarray]:
+    """The head and tail classes of long-tailed given labels (``counts`` per class): the third of the
+    classes (C // 3, at least one) with the most given labels and the third with the fewest, ties
+    going to the lower class index; {} where every class has as many (balanced data has no tail)."""
+    counts = np.asarray(counts)
+    if counts.min() == counts.max():
+        return {}
+    third = max(len(counts) // 3, 1)
+    by_count = np.argsort(-counts, kind="stable")
+    return {"head": by_count[:third], "tail": by_count[-third:]}
+
+
 def selected_at_coverage(labeling: Labeling, evaluated: np.ndarray, coverage: float) -> np.ndarray:
     """Positions among ``evaluated`` (a boolean mask) that the labeler keeps at ``coverage``."""
     candidates = np.flatnonzero(evaluated & (labeling.labels >= 0))

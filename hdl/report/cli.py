@@ -9,6 +9,7 @@ from hdl.io import atomic_path
 from hdl.report import plots
 from hdl.report.probe_plot import plot_probe_accuracy
 from hdl.report.collect import collect_runs, load_grid
+from hdl.report.per_class import per_class_display, per_class_seed_values, per_class_statistics
 from hdl.report.published import attach_published, load_published
 from hdl.report.render import to_latex, to_markdown
 from hdl.report.stats import (
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     pseudo_labels = pseudo_label_statistics(relabels, grid, rounds)
     _write_csv(pseudo_labels, tables_dir / "pseudo_labels.csv")
     _write_text(to_markdown(pseudo_label_display(pseudo_labels)), tables_dir / "pseudo_labels.md")
+
+    per_class = per_class_statistics(per_class_seed_values(metrics))
+    _write_csv(per_class, tables_dir / "per_class.csv")
+    _write_text(to_markdown(per_class_display(per_class)), tables_dir / "per_class.md")
 
     plots.plot_accuracy(accuracy, seed_values, args.metric, plots_dir / "accuracy.png")
     plots.plot_hdl_gain(accuracy, seed_values, plots_dir / "hdl_gain.png")

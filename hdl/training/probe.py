@@ -9,7 +9,7 @@ as `hdl relabel --k auto` does, and its labels ranked by the confidence the
 stage-2 selection uses (``probe_confidence``).  Each is scored at full coverage
 and at its own top 50, 30 and 10% (``COVERAGES``), overall and per true class;
 where the given labels' class counts differ (long-tailed data) also as the mean
-per-class accuracy of the head and tail classes: the third of the classes
+per-class accuracy of the head and tail classes (``evaluate.head_and_tail``): the third of the classes
 (C // 3, at least one) with the most given labels, and the third with the fewest,
 ties going to the lower class index.
 
@@ -34,7 +34,7 @@ import torch
 
 from hdl.errors import UserError
 from hdl.labeling import adaptive, baselines, knn, select
-from hdl.labeling.evaluate import score_labeler
+from hdl.labeling.evaluate import head_and_tail, score_labeler
 from hdl.training.inference import predict
 from hdl.training.streams import TrainingData, stream_seed
 
@@ -71,10 +71,7 @@ class LabelProbe:
         self.k_candidates = [k] if k else [c for c in adaptive.K_CANDIDATES if c < n] or [n - 1]
         self.fixed_k = k or None
         self.data, self.seed, self.confidence, self.batch_size, self.bf16 = data, seed, confidence, batch_size, bf16
-        counts = np.bincount(self.labels[~self.evaluated], minlength=data.num_classes)
-        third = max(data.num_classes // 3, 1)
-        by_count = np.argsort(-counts, kind="stable")
-        self.groups = {} if counts.min() == counts.max() else {"head": by_count[:third], "tail": by_count[-third:]}
+        self.groups = head_and_tail(np.bincount(self.labels[~self.evaluated], minlength=data.num_classes))
 
     def __call__(self, model: torch.nn.Module, step: int, global_step: int) -> dict[str, Any]:
         """One probe row: the run's ``step``, the method's ``global_step`` (stage 2 continues stage 1's),

@@ -43,6 +43,13 @@ rule aggregate:
             labels={"table": "pseudo-labels"},
         ),
         pseudo_labels_md=f"{layout.TABLES}/pseudo_labels.md",
+        per_class=report(
+            f"{layout.TABLES}/per_class.csv",
+            caption="../report/per_class.rst",
+            category="Tables",
+            labels={"table": "per-class accuracy"},
+        ),
+        per_class_md=f"{layout.TABLES}/per_class.md",
         accuracy_plot=report(
             f"{layout.PLOTS}/accuracy.png",
             caption="../report/accuracy.rst",
