@@ -119,7 +119,7 @@ def adaptive_hdl(
 
     The hold-out folds run at the chosen k either way: they calibrate the stage-2 selection.
     ``graph`` must hold at least as many neighbours as the largest k used. ``stopwatch`` times
-    each k's folds ("folds k=K") and the final run ("hdl k=K").
+    each k's folds ("folds k=K") and the final run at the chosen k ("final hdl").
     """
     stopwatch = stopwatch or Stopwatch()
     holdouts = make_holdouts(labels, folds, holdout_fraction, seed)
@@ -135,6 +135,6 @@ def adaptive_hdl(
     else:
         with stopwatch.part(f"folds k={k}"):
             runs = holdout_runs(graph.truncate(k), labels, n_classes, holdouts, **hdl_options)
-    with stopwatch.part(f"hdl k={k}"):
+    with stopwatch.part("final hdl"):
         result = hdl_labeling(graph.truncate(k), labels, n_classes, **hdl_options)
     return AdaptiveHdl(k, k_scores, result, runs)
