@@ -57,6 +57,30 @@ def test_relabel_writes_labels_and_a_report_that_compares_labelers(tmp_path, dig
     assert sum(level["count"] for level in report["per_level"]) == unlabeled.sum()
 
 
+def test_relabel_reports_where_its_time_went_and_names_the_largest_part(tmp_path, digits, capsys):
+    images, labels, truth, probs = digits
+    paths = save(tmp_path, embeddings=images, labels=labels, truth=truth, probs=probs)
+    report_path = tmp_path / "report.json"
+    code = main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--out", str(tmp_path / "out.npz"),
+                 "--truth", paths["truth"], "--probs", paths["probs"], "--report", str(report_path),
+                 "--k-candidates", "5", "10", "--folds", "2", "--exact-max-size", "500", "--nprobe", "4"])
+    assert code == 0
+    timings = json.loads(report_path.read_text())["timings"]
+    parts = timings["parts"]
+    assert list(parts) == ["load", "graph", "folds k=5", "folds k=10", "final hdl", "selection", "diagnostics", "write"]
+    for seconds in ("seconds", "cpu_seconds"):
+        assert all(part[seconds] >= 0 for part in parts.values())
+        assert sum(part[seconds] for part in parts.values()) <= timings[seconds]
+    assert timings["largest"] == max(parts, key=lambda name: parts[name]["seconds"])
+    graph = timings["graph"]
+    assert {key: graph[key] for key in ("index", "nlist", "nprobe", "train_samples")} == {
+        "index": "faiss_ivf", "nlist": int(4 * np.sqrt(len(labels))), "nprobe": 4, "train_samples": len(labels)}
+    assert list(graph["steps"]) == ["normalize", "train cells", "search", "merge"]
+    assert sum(step["seconds"] for step in graph["steps"].values()) <= parts["graph"]["seconds"]
+    last_line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"the largest part {timings['largest']} ({parts[timings['largest']]['seconds']:.2f} s" in last_line
+
+
 def test_relabel_reads_the_embed_npz_and_writes_extra_labels_by_train_index(tmp_path, digits):
     images, labels, truth, probs = digits
     embed = tmp_path / "embed.npz"

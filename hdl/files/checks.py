@@ -101,7 +101,7 @@ def numbers(
     if values.size and ((low is not None and values.min() < low) or (high is not None and values.max() > high)):
         allowed = f"lie in [{low:g}, {high:g}]" if high is not None else f"be >= {low:g}"
         raise source.error(f"{name} ranges over [{values.min():g}, {values.max():g}], but must {allowed}")
-    return values.astype(np.float32)
+    return values.astype(np.float32, copy=False)
 
 
 def fraction(source: Source, key: str, value: Any, optional: bool = False) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from hdl.labeling.hdl import HdlResult, hdl_labeling
 from hdl.labeling.knn import KnnGraph, reverse_index
+from hdl.stopwatch import Stopwatch
 
 K_CANDIDATES = (5, 10, 20, 40)
 FOLDS = 3
@@ -116,22 +117,29 @@ def adaptive_hdl(
     folds: int = FOLDS,
     holdout_fraction: float = HOLDOUT_FRACTION,
     seed: int = 0,
+    stopwatch: Stopwatch | None = None,
     **hdl_options,
 ) -> AdaptiveHdl:
     """HDL with a fixed ``k``, or (``k=None``) the hold-out-best of ``k_candidates``.
 
     The hold-out folds run at the chosen k either way: they calibrate the stage-2 selection.
-    ``graph`` must hold at least as many neighbours as the largest k used.
+    ``graph`` must hold at least as many neighbours as the largest k used. ``stopwatch`` times
+    each k's folds ("folds k=K") and the final run at the chosen k ("final hdl").
     """
+    stopwatch = stopwatch or Stopwatch()
     holdouts = make_holdouts(labels, folds, holdout_fraction, seed)
     k_scores: dict[int, float] = {}
     if k is None:
         for candidate in sorted(k_candidates):
-            candidate_runs = holdout_runs(graph.truncate(candidate), labels, n_classes, holdouts, **hdl_options)
+            with stopwatch.part(f"folds k={candidate}"):
+                candidate_runs = holdout_runs(graph.truncate(candidate), labels, n_classes, holdouts, **hdl_options)
             k_scores[int(candidate)] = _mean_accuracy(candidate_runs, labels)
             if best_k(k_scores) == candidate:  # keep only the best k's folds so far
                 runs = candidate_runs
         k = best_k(k_scores)
     else:
-        runs = holdout_runs(graph.truncate(k), labels, n_classes, holdouts, **hdl_options)
-    return AdaptiveHdl(k, k_scores, hdl_labeling(graph.truncate(k), labels, n_classes, **hdl_options), runs)
+        with stopwatch.part(f"folds k={k}"):
+            runs = holdout_runs(graph.truncate(k), labels, n_classes, holdouts, **hdl_options)
+    with stopwatch.part("final hdl"):
+        result = hdl_labeling(graph.truncate(k), labels, n_classes, **hdl_options)
+    return AdaptiveHdl(k, k_scores, result, runs)

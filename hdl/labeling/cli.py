@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import time
+from dataclasses import asdict
 
 import faiss
 import numpy as np
@@ -14,6 +14,7 @@ from hdl.io import save_npz, write_json
 from hdl.labeling import adaptive, baselines, hdl, knn, select
 from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labeler
 from hdl.labeling.inputs import RelabelInputs, check_k, load_inputs
+from hdl.stopwatch import Stopwatch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io.add_argument("--out", required=True, help="output .npz with labels, level, agreement, rank, index")
     io.add_argument("--truth", help="(N,) true labels .npy for the diagnostics (default: 'truth' of the .npz)")
     io.add_argument("--probs", help="(N, C) model probabilities .npy for the argmax labelers (default: 'probs' of the .npz)")
-    io.add_argument("--report", help="JSON report: k, k_scores, waves, coverage, seconds; with truth, accuracies")
+    io.add_argument("--report", help="JSON report: k, k_scores, waves, coverage, graph, selection, timings (seconds per part: load, graph and its steps, each k's folds, the final HDL run, selection, diagnostics, write); with truth, accuracies")
     io.add_argument("--num-classes", type=int, help="number of classes (default: probs' columns, else the largest label + 1)")
 
     method = parser.add_argument_group("HDL")
@@ -34,12 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     method.add_argument("--wave-rule", choices=hdl.WAVE_RULES, default="frontier", help="which unlabeled samples a wave labels: 'frontier' all with a labeled neighbour, ranked by their count of labeled neighbours, then agreement; 'max_count' (the paper read literally) only those with the highest count, which lets one region flood the graph (default: %(default)s)")
     method.add_argument("--wave-min-agreement", type=float, default=0.0, help="defer samples whose vote agreement is below this to later waves, where more neighbours vote; labeled last if nothing else is left (default: %(default)s, never defer, as the paper)")
     method.add_argument("--vote-weight", choices=hdl.VOTE_WEIGHTS, default="similarity", help="weight of a labeled neighbour's vote (default: %(default)s)")
-    method.add_argument("--seed", type=int, default=0, help="seed of the hold-outs and of the IVF clustering (default: %(default)s)")
+    method.add_argument("--seed", type=int, default=0, help="seed of the hold-outs and of the k-means cells (default: %(default)s)")
 
     graph = parser.add_argument_group("k-NN graph")
-    graph.add_argument("--exact-max-size", type=int, default=knn.EXACT_MAX_SIZE, help="exact search up to this many samples, IVF above (default: %(default)s)")
-    graph.add_argument("--nlist", type=int, help="IVF cells (default: 4 sqrt(N))")
-    graph.add_argument("--nprobe", type=int, default=knn.IVF_NPROBE, help="IVF cells searched per query (default: %(default)s)")
+    graph.add_argument("--exact-max-size", type=int, default=knn.EXACT_MAX_SIZE, help="exact search up to this many samples; above, each sample is compared only with the samples of its --nprobe nearest k-means cells (default: %(default)s)")
+    graph.add_argument("--nlist", type=int, help=f"k-means cells (default: 4 sqrt(N) up to {knn.FAISS_IVF_MAX_SIZE:,} samples, faiss's IVF-Flat index; sqrt(nprobe N) above, the cell-by-cell search)")
+    graph.add_argument("--nprobe", type=int, default=knn.IVF_NPROBE, help="nearest cells each sample is compared with (default: %(default)s)")
     graph.add_argument("--threads", type=int, help="faiss threads (default: all OpenMP gives)")
 
     diagnostics = parser.add_argument_group("diagnostics")
@@ -58,9 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    stopwatch = Stopwatch()
     fixed_k = _parse_k(args.k)
     _check_options(args)
-    inputs = load_inputs(args.embeddings, args.labels, args.probs, args.truth, args.num_classes)
+    with stopwatch.part("load"):
+        inputs = load_inputs(args.embeddings, args.labels, args.probs, args.truth, args.num_classes)
     if args.confidence == "argmax_agreement" and inputs.probs is None:
         raise UserError("--confidence argmax_agreement needs the model's probabilities: pass --probs, or the .npz of `hdl embed`")
     n = len(inputs.labels)
@@ -68,15 +71,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
 
-    start = time.perf_counter()
-    graph = knn.build_knn_graph(
-        inputs.embeddings,
-        fixed_k or max(args.k_candidates),
-        exact_max_size=args.exact_max_size,
-        nlist=args.nlist,
-        nprobe=args.nprobe,
-        seed=args.seed,
-    )
+    plan = knn.search_plan(n, args.exact_max_size, args.nlist, args.nprobe)
+    graph_steps = Stopwatch()
+    with stopwatch.part("graph"):
+        graph = knn.build_knn_graph(
+            inputs.embeddings, fixed_k or max(args.k_candidates), args.exact_max_size, args.nlist, args.nprobe, args.seed, graph_steps
+        )
     chosen = adaptive.adaptive_hdl(
         graph,
         inputs.labels,
@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         holdout_fraction=args.holdout,
         seed=args.seed,
+        stopwatch=stopwatch,
         wave_rule=args.wave_rule,
         vote_weight=args.vote_weight,
         min_agreement=args.wave_min_agreement,
     )
-    seconds = time.perf_counter() - start
     result = chosen.result
     unlabeled = inputs.labels < 0
 
@@ -99,31 +99,38 @@ def run(args: argparse.Namespace) -> int:
         "k_scores": {str(k): score for k, score in chosen.k_scores.items()},
         "waves": result.waves,
         "coverage": float((result.labels[unlabeled] >= 0).mean()) if unlabeled.any() else 1.0,
-        "seconds": seconds,
         "n_samples": n,
         "n_labeled": int((~unlabeled).sum()),
-        "graph": "exact" if n <= args.exact_max_size else "ivf",
+        "graph": asdict(plan),
         "cell": None if inputs.cell is None else inputs.cell.known(),
     }
     graph_k = graph.truncate(chosen.k)
-    confidence = _confidence(args.confidence, inputs, graph_k, result, inputs.labels)
-    selection, estimated_accuracy = _select(args, inputs, graph_k, chosen, confidence)
-    report["selection"] = _selection_report(args, inputs, graph_k, result, confidence, selection, estimated_accuracy)
+    with stopwatch.part("selection"):
+        confidence = _confidence(args.confidence, inputs, graph_k, result, inputs.labels)
+        selection, estimated_accuracy = _select(args, inputs, graph_k, chosen, confidence)
+        report["selection"] = _selection_report(args, inputs, graph_k, result, confidence, selection, estimated_accuracy)
     if inputs.truth is not None:
-        report.update(_diagnostics(inputs, graph_k, chosen.k, result, confidence, report["coverage"], args.argmax_threshold))
+        with stopwatch.part("diagnostics"):
+            report.update(_diagnostics(inputs, graph_k, chosen.k, result, confidence, report["coverage"], args.argmax_threshold))
 
-    cell = cell_arrays(inputs.cell)  # the embeddings' cell, so that `hdl train --extra-labels` can check it
-    save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index, **cell)
-    if args.extra_labels_out:
-        save_npz(args.extra_labels_out, index=inputs.index[selection.positions], label=selection.labels, weight=selection.weights, **cell)
+    with stopwatch.part("write"):
+        cell = cell_arrays(inputs.cell)  # the embeddings' cell, so that `hdl train --extra-labels` can check it
+        save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index, **cell)
+        if args.extra_labels_out:
+            save_npz(args.extra_labels_out, index=inputs.index[selection.positions], label=selection.labels, weight=selection.weights, **cell)
+    timings = stopwatch.report()
+    largest = stopwatch.largest()
+    report["seconds"] = timings["seconds"]
+    report["timings"] = {**timings, "largest": largest, "graph": {**asdict(plan), "steps": graph_steps.report()["parts"]}}
     if args.report:
         write_json(args.report, report)
     chosen_report = report["selection"]
     print(f"hdl relabel: k={chosen.k}, {result.waves} waves, coverage {report['coverage']:.3f}"
           + (f", accuracy {report['accuracy']:.4f}" if "accuracy" in report else "")
           + f"; stage 2 keeps {chosen_report['n_selected']} of {chosen_report['n_reached']} labels"
-          + (f" (accuracy {chosen_report['accuracy']:.4f})" if chosen_report["accuracy"] is not None else "")
-          + f", {seconds:.2f} s")
+          + (f" (accuracy {chosen_report['accuracy']:.4f})" if chosen_report["accuracy"] is not None else ""))
+    print(f"hdl relabel: {timings['seconds']:.2f} s, the largest part {largest} ({stopwatch.seconds(largest):.2f} s"
+          + (f", {plan.index} search" if largest == "graph" else "") + ")")
     return 0
 
 
@@ -233,7 +240,6 @@ def _diagnostics(
     """HDL's accuracy on the unlabeled samples and the comparison labelers' at HDL's coverage
     (``skipped``: those too large to run on this input, and why). HDL's coverage curve ranks its
     labels by ``confidence``, the one the stage-2 selection uses."""
-    start = time.perf_counter()
     truth, labels, unlabeled = inputs.truth, inputs.labels, inputs.labels < 0
     hdl_labeling = baselines.Labeling(result.labels, confidence)
     skipped = baselines.skipped_at_size(len(labels), int((~unlabeled).sum()), inputs.n_classes, inputs.embeddings.shape[1])
@@ -259,7 +265,6 @@ def _diagnostics(
         "comparison": comparison,
         "skipped": skipped,
         "coverage_curve": {name: coverage_curve(labeling, truth, unlabeled) for name, labeling in labelers.items()},
-        "seconds_diagnostics": time.perf_counter() - start,
     }
 
 

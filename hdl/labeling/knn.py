@@ -14,10 +14,14 @@ one matrix product (BLAS) and merges the results into a top-k heap per sample.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
+
+from hdl.stopwatch import Stopwatch
 
 EXACT_MAX_SIZE = 20_000
 FAISS_IVF_MAX_SIZE = 100_000
@@ -62,6 +66,26 @@ def default_nlist(n: int, nprobe: int = IVF_NPROBE) -> int:
     return max(1, int(np.sqrt(nprobe * n) if n > FAISS_IVF_MAX_SIZE else 4 * np.sqrt(n)))
 
 
+@dataclass(frozen=True)
+class SearchPlan:
+    """How ``build_knn_graph`` searches N samples; the cell fields are None for exact search."""
+
+    index: str  # "exact", "faiss_ivf" (faiss's IVF-Flat index) or "cells" (the cell-by-cell search)
+    nlist: int | None = None  # k-means cells
+    nprobe: int | None = None  # nearest cells each sample is compared with
+    train_samples: int | None = None  # samples the cells' k-means trains on
+    train_iterations: int | None = None
+
+
+def search_plan(n: int, exact_max_size: int = EXACT_MAX_SIZE, nlist: int | None = None, nprobe: int = IVF_NPROBE) -> SearchPlan:
+    if n <= exact_max_size:
+        return SearchPlan("exact")
+    cells = min(nlist or default_nlist(n, nprobe), n)
+    by_cells = n > FAISS_IVF_MAX_SIZE
+    per_cell = CELL_TRAIN_POINTS_PER_CELL if by_cells else IVF_TRAIN_POINTS_PER_CELL
+    return SearchPlan("cells" if by_cells else "faiss_ivf", cells, min(nprobe, cells), min(n, cells * per_cell), IVF_TRAIN_ITERATIONS)
+
+
 def build_knn_graph(
     embeddings: np.ndarray,
     k: int,
@@ -69,65 +93,101 @@ def build_knn_graph(
     nlist: int | None = None,
     nprobe: int = IVF_NPROBE,
     seed: int = 0,
+    stopwatch: Stopwatch | None = None,
 ) -> KnnGraph:
     """k nearest neighbours (self excluded) of every row by cosine similarity.
 
     Exact inner-product search when N <= ``exact_max_size``; above it an IVF search with
     ``nlist`` cells and each sample's ``nprobe`` nearest cells searched: faiss's IVF-Flat index
-    up to FAISS_IVF_MAX_SIZE samples, the cell-by-cell search above (default cells: ``default_nlist``).
+    up to FAISS_IVF_MAX_SIZE samples, the cell-by-cell search above (``search_plan``).
     faiss uses as many threads as OpenMP gives it (``faiss.omp_set_num_threads``).
+    ``stopwatch`` times the steps (normalize, train cells, assign cells, search, merge).
     """
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"k={k} must be at least 1 and below the number of samples N={n}")
-    vectors = l2_normalize(embeddings)
-    cells = min(nlist or default_nlist(n, nprobe), n)
-    if n > max(exact_max_size, FAISS_IVF_MAX_SIZE):
-        return _cell_by_cell_search(vectors, k, cells, min(nprobe, cells), seed)
-    if n <= exact_max_size:
-        index = faiss.IndexFlatIP(vectors.shape[1])
-    else:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], cells, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_CELL
-        index.cp.niter = IVF_TRAIN_ITERATIONS
-        index.train(vectors)
-        index.nprobe = min(nprobe, cells)
-    index.add(vectors)
-    similarities, neighbors = index.search(vectors, k + 1)
-    return _drop_self(neighbors, similarities, np.arange(n), k)
+    stopwatch = stopwatch or Stopwatch()
+    plan = search_plan(n, exact_max_size, nlist, nprobe)
+    with stopwatch.part("normalize"):
+        vectors = l2_normalize(embeddings)
+    if plan.index == "cells":
+        return _cell_by_cell_search(vectors, k, plan, seed, stopwatch)
+    with stopwatch.part("train cells"):
+        if plan.index == "exact":
+            index = faiss.IndexFlatIP(vectors.shape[1])
+        else:
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], plan.nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = seed
+            index.cp.max_points_per_centroid = IVF_TRAIN_POINTS_PER_CELL
+            index.cp.niter = plan.train_iterations
+            index.train(vectors)
+            index.nprobe = plan.nprobe
+    with stopwatch.part("search"):
+        index.add(vectors)
+        similarities, neighbors = index.search(vectors, k + 1)
+    with stopwatch.part("merge"):
+        return _drop_self(neighbors, similarities, np.arange(n), k)
 
 
-def _cell_by_cell_search(vectors: np.ndarray, k: int, cells: int, nprobe: int, seed: int) -> KnnGraph:
+def _cell_by_cell_search(vectors: np.ndarray, k: int, plan: SearchPlan, seed: int, stopwatch: Stopwatch) -> KnnGraph:
     """Every sample's k nearest among the samples of its ``nprobe`` nearest cells, cell by cell:
     each cell's samples are compared at once with all the samples that probe it, and the
     results merge into one top-k heap per sample."""
-    n = len(vectors)
-    rng = np.random.default_rng(seed)
-    train = np.sort(rng.choice(n, min(n, cells * CELL_TRAIN_POINTS_PER_CELL), replace=False))
-    kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=IVF_TRAIN_ITERATIONS, seed=seed, min_points_per_centroid=1)
-    kmeans.train(vectors[train])
-    probes = np.empty((n, nprobe), dtype=np.int64)  # nearest cells first
-    for start in range(0, n, CHUNK_ROWS):
-        probes[start : start + CHUNK_ROWS] = faiss.knn(vectors[start : start + CHUNK_ROWS], kmeans.centroids, nprobe)[1]
+    n, cells, nprobe = len(vectors), plan.nlist, plan.nprobe
+    with stopwatch.part("train cells"):
+        rng = np.random.default_rng(seed)
+        train = np.sort(rng.choice(n, plan.train_samples, replace=False))
+        kmeans = faiss.Kmeans(vectors.shape[1], cells, niter=plan.train_iterations, seed=seed, min_points_per_centroid=1)
+        kmeans.train(vectors[train])
+    with stopwatch.part("assign cells"):
+        probes = np.empty((n, nprobe), dtype=np.int64)  # nearest cells first
+        for start in range(0, n, CHUNK_ROWS):
+            probes[start : start + CHUNK_ROWS] = faiss.knn(vectors[start : start + CHUNK_ROWS], kmeans.centroids, nprobe)[1]
+    with stopwatch.part("search"):
+        heap = _search_cells(vectors, k, probes, cells)
+    with stopwatch.part("merge"):
+        neighbors = np.empty((n, k), dtype=np.int64)
+        similarities = np.empty((n, k), dtype=np.float32)
+        for start in range(0, n, CHUNK_ROWS):
+            rows = np.arange(start, min(n, start + CHUNK_ROWS))
+            block = _drop_self(heap.I[rows], heap.D[rows], rows, k)
+            neighbors[rows], similarities[rows] = block.neighbors, block.similarities
+    return KnnGraph(neighbors, similarities)
+
+
+def _search_cells(vectors: np.ndarray, k: int, probes: np.ndarray, cells: int) -> faiss.ResultHeap:
+    """The top-(k + 1) heap of every sample over the members of the cells it probes.
+
+    Cells are searched by a pool of threads, one faiss thread each: the matrix products are
+    small, and faiss's OpenMP threads on one product spent more time waiting for each other
+    than computing (3x the CPU seconds of one thread on a loaded machine). The heap takes the
+    cells' results in cell order, so the graph does not depend on the number of threads.
+    """
+    n, nprobe = probes.shape
     members = np.argsort(probes[:, 0], kind="stable")
     bounds = np.r_[0, np.cumsum(np.bincount(probes[:, 0], minlength=cells))]
     probing = np.argsort(probes.ravel(), kind="stable") // nprobe  # the samples probing each cell, by cell
     probing_bounds = np.r_[0, np.cumsum(np.bincount(probes.ravel(), minlength=cells))]
-    heap = faiss.ResultHeap(n, k + 1, keep_max=True)
-    for cell in np.flatnonzero(np.diff(bounds)):
+
+    def search(cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        faiss.omp_set_num_threads(1)  # this pool thread's own OpenMP setting
         queries = probing[probing_bounds[cell] : probing_bounds[cell + 1]]
         base = members[bounds[cell] : bounds[cell + 1]]
         similarities, found = faiss.knn(vectors[queries], vectors[base], min(k + 1, len(base)), faiss.METRIC_INNER_PRODUCT)
-        heap.add_result_subset(queries, similarities, np.where(found >= 0, base[found], -1))
+        return queries, similarities, np.where(found >= 0, base[found], -1)
+
+    heap = faiss.ResultHeap(n, k + 1, keep_max=True)
+    threads = faiss.omp_get_max_threads()
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future] = deque()
+        for cell in np.flatnonzero(np.diff(bounds)):
+            pending.append(pool.submit(search, cell))
+            if len(pending) > 2 * threads:  # bounds the results waiting for the heap
+                heap.add_result_subset(*pending.popleft().result())
+        while pending:
+            heap.add_result_subset(*pending.popleft().result())
     heap.finalize()
-    neighbors = np.empty((n, k), dtype=np.int64)
-    similarities = np.empty((n, k), dtype=np.float32)
-    for start in range(0, n, CHUNK_ROWS):
-        rows = np.arange(start, min(n, start + CHUNK_ROWS))
-        block = _drop_self(heap.I[rows], heap.D[rows], rows, k)
-        neighbors[rows], similarities[rows] = block.neighbors, block.similarities
-    return KnnGraph(neighbors, similarities)
+    return heap
 
 
 def _drop_self(neighbors: np.ndarray, similarities: np.ndarray, rows: np.ndarray, k: int) -> KnnGraph:
