@@ -43,7 +43,7 @@ section "imports"
 "$PYTHON" - <<'PY'
 import importlib, sys
 missing = []
-for name in ("torch", "numpy", "pytest", "hdl.cli", "hdl.train_cli", "hdl.embed_cli", "hdl.data.split_cli",
+for name in ("torch", "numpy", "pytest", "hdl.cli", "hdl.training.train_cli", "hdl.training.embed_cli", "hdl.data.split_cli",
              "hdl.training.loop", "hdl.training.synthetic", "hdl.data.augment"):
     try:
         importlib.import_module(name)
