@@ -31,10 +31,12 @@ def random_dataset(shape: tuple[int, ...], num_classes: int = 10, size: int = 40
 
 
 def random_trainer(method: str, arch: str, dataset, device: torch.device, assignments: list[str], num_labeled: int = 256, seed: int = 0) -> Trainer:
-    """A Trainer of ``method`` on ``dataset`` (its first ``num_labeled`` samples labeled), with ``--set`` style ``assignments``."""
+    """A Trainer of ``method`` on ``dataset`` (its first ``num_labeled`` samples labeled), with ``--set`` style ``assignments``.
+
+    Its steps are for timing and tracing, so the label probe is off unless ``assignments`` turn it on."""
     from hdl.data.augment import Augmenter
 
-    train, method_config = resolve_settings(method, assignments)
+    train, method_config = resolve_settings(method, ["probe_every=0", *assignments])
     config = RunConfig(
         dataset="random uint8 images", labels=num_labeled, imbalance=1.0, seed=seed, method=method, arch=arch, steps=10**6,
         split=None, init=None, extra_labels=None, train=train, method_config=method_config,
