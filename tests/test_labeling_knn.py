@@ -85,3 +85,13 @@ def test_cell_by_cell_search_above_faiss_ivf_size_finds_most_true_neighbours(mon
     rows = np.nonzero(found)[0]
     assert np.allclose(graph.similarities[found], np.einsum("ij,ij->i", vectors[rows], vectors[graph.neighbors[found]]), atol=1e-5)
     assert np.all(np.diff(graph.similarities, axis=1) <= 0)
+
+
+def test_cell_by_cell_search_gives_the_same_graph_whatever_the_pieces_a_cell_is_searched_in(monkeypatch):
+    monkeypatch.setattr(knn, "FAISS_IVF_MAX_SIZE", 1000)
+    points = clustered_points(3000, 16, 10, seed=3)
+    whole = build_knn_graph(points, k=10, exact_max_size=1000, nlist=20, nprobe=4)
+    monkeypatch.setattr(knn, "QUERY_PIECE", 37)  # every cell's ~600 probing samples in 17 pieces
+    pieces = build_knn_graph(points, k=10, exact_max_size=1000, nlist=20, nprobe=4)
+    assert np.array_equal(pieces.neighbors, whole.neighbors)
+    assert np.array_equal(pieces.similarities, whole.similarities)

@@ -32,6 +32,7 @@ IVF_TRAIN_POINTS_PER_CELL = 64
 IVF_TRAIN_ITERATIONS = 10
 CELL_TRAIN_POINTS_PER_CELL = 32  # the cell-by-cell search's k-means, over more cells
 CHUNK_ROWS = 65_536  # rows normalised or searched at a time, to bound the temporary copies
+QUERY_PIECE = 2_048  # most samples one task of the cell-by-cell search compares with a cell's members
 
 
 @dataclass(frozen=True)
@@ -169,9 +170,9 @@ def _search_cells(vectors: np.ndarray, k: int, probes: np.ndarray, cells: int) -
     probing = np.argsort(probes.ravel(), kind="stable") // nprobe  # the samples probing each cell, by cell
     probing_bounds = np.r_[0, np.cumsum(np.bincount(probes.ravel(), minlength=cells))]
 
-    def search(cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def search(cell: int, first: int, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         faiss.omp_set_num_threads(1)  # this pool thread's own OpenMP setting
-        queries = probing[probing_bounds[cell] : probing_bounds[cell + 1]]
+        queries = probing[first:last]
         base = members[bounds[cell] : bounds[cell + 1]]
         similarities, found = faiss.knn(vectors[queries], vectors[base], min(k + 1, len(base)), faiss.METRIC_INNER_PRODUCT)
         return queries, similarities, np.where(found >= 0, base[found], -1)
@@ -181,9 +182,12 @@ def _search_cells(vectors: np.ndarray, k: int, probes: np.ndarray, cells: int) -
     with ThreadPoolExecutor(threads) as pool:
         pending: deque[Future] = deque()
         for cell in np.flatnonzero(np.diff(bounds)):
-            pending.append(pool.submit(search, cell))
-            if len(pending) > 2 * threads:  # bounds the results waiting for the heap
-                heap.add_result_subset(*pending.popleft().result())
+            # A cell's probing samples in pieces: one large cell (a head class, a hub) would
+            # otherwise hold up the pool while the other threads wait for the heap to take it.
+            for first in range(probing_bounds[cell], probing_bounds[cell + 1], QUERY_PIECE):
+                pending.append(pool.submit(search, cell, first, min(first + QUERY_PIECE, probing_bounds[cell + 1])))
+                if len(pending) > 2 * threads:  # bounds the results waiting for the heap
+                    heap.add_result_subset(*pending.popleft().result())
         while pending:
             heap.add_result_subset(*pending.popleft().result())
     heap.finalize()
