@@ -171,6 +171,21 @@ def accuracy_markdown(results: Path, metric: str = DEFAULT_METRIC) -> str:
     return to_markdown(accuracy_display(stats, accuracy_caption(metric, last_round(metrics))))
 
 
+def test_runs_of_cells_the_grid_does_not_list_stay_out_of_the_tables(results: Path) -> None:
+    setting = SETTING_BALANCED
+    for seed in (100, 101):  # a tuning's seeds, left under the same runs folder
+        base = seed_dir(results / "runs", setting, "fixmatch", seed)
+        for run_dir in (base / "stage1", base / "round~1" / "variant~baseline", base / "round~1" / "variant~hdl"):
+            write_json(run_dir / "metrics.json", metrics_record(0.11, "fixmatch"))
+        write_json(base / "round~1" / "relabel.json", relabel_record(0, True))
+    assert aggregate(results) == 0
+    rows = markdown_cells((results / "tables" / "accuracy.md").read_text())
+    assert rows["FixMatch (stage 1 only)"][0] == "72.00 ± 2.00" and rows["FixMatch"][0] == "82.00 ± 2.00"
+    pseudo = pd.read_csv(results / "tables" / "pseudo_labels.csv")
+    hdl = pseudo[(pseudo["labels"] == 250) & (pseudo["method"] == "fixmatch") & (pseudo["labeler"] == "hdl")].iloc[0]
+    assert hdl["accuracy_mean"] == pytest.approx(87.0) and hdl["accuracy_n_seeds"] == 3
+
+
 def test_metric_option_changes_the_cells(results: Path) -> None:
     markdown = accuracy_markdown(results, "best_top1")
     assert markdown_cells(markdown)["FixMatch"][0] == "83.00 ± 2.00"

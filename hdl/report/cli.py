@@ -8,7 +8,7 @@ from pathlib import Path
 from hdl.io import atomic_path
 from hdl.report import plots
 from hdl.report.probe_plot import plot_probe_accuracy
-from hdl.report.collect import collect_runs, load_grid
+from hdl.report.collect import collect_runs, load_grid, within_grid
 from hdl.report.per_class import per_class_display, per_class_seed_values, per_class_statistics
 from hdl.report.published import attach_published, load_published
 from hdl.report.render import to_latex, to_markdown
@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default="results/runs", help="the pipeline's run tree (key~value directories)")
     parser.add_argument("--grid", default=None,
                         help="CSV of expected cells (dataset, labels, imbalance, method, seed); cells without "
-                             "runs show as missing. Default: the cells found under --runs-dir")
+                             "runs show as missing, and runs of cells it does not list are left out. Default: the cells found "
+                             "under --runs-dir")
     parser.add_argument("--out-dir", default="results", help="writes OUT/tables/* and OUT/plots/*")
     parser.add_argument("--metric", default=DEFAULT_METRIC, choices=list(METRIC_DESCRIPTIONS),
                         help="metrics.json key the accuracy table shows (default: %(default)s, FixMatch's "
@@ -37,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     metrics, relabels = collect_runs(args.runs_dir)
     grid = load_grid(args.grid, metrics, relabels)
+    metrics, relabels = within_grid(metrics, grid), within_grid(relabels, grid)
     tables_dir, plots_dir = Path(args.out_dir) / "tables", Path(args.out_dir) / "plots"
     final_round = last_round(metrics)
     rounds = list(range(1, max([final_round, 1, *relabels["round"]]) + 1))

@@ -69,6 +69,15 @@ def load_grid(grid_path: str | Path | None, *runs: pd.DataFrame) -> pd.DataFrame
     return _coerce(grid[CELL], f"--grid {path}").drop_duplicates().reset_index(drop=True)
 
 
+def within_grid(runs: pd.DataFrame, grid: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``runs`` whose cell the grid lists: runs of other seeds or settings left
+    under the same runs folder (a tuning's, an earlier grid's) must not enter its tables."""
+    if runs.empty:
+        return runs
+    listed = pd.MultiIndex.from_frame(runs[CELL]).isin(pd.MultiIndex.from_frame(grid[CELL]))
+    return runs[listed].reset_index(drop=True)
+
+
 def _read_records(root: Path, filename: str) -> pd.DataFrame:
     rows = []
     for path in sorted(root.rglob(filename)):
