@@ -317,7 +317,7 @@ def test_bands_stay_within_what_an_accuracy_can_be(tmp_path: Path, monkeypatch: 
     pd.DataFrame([(*SETTING_BALANCED, "fixmatch", seed) for seed in (0, 1)],
                  columns=["dataset", "labels", "imbalance", "method", "seed"]).to_csv(tmp_path / "grid.csv", index=False)
     figures = {}
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.setdefault(path.stem, fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.setdefault(path.stem, fig))
     assert aggregate(tmp_path) == 0
 
     def drawn_heights(name: str, kind: type) -> np.ndarray:

@@ -55,13 +55,13 @@ SEED_DOT_SHIFT = 0.06
 def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: Path) -> None:
     """One panel per setting: mean ± std per method and variant, seeds as dots, and USB's published
     accuracy across the stage-1 marker where the statistics carry one (``attach_published``)."""
-    settings = _settings(stats)
-    fig, axes = _panels(len(settings), columns=min(3, len(settings)), width=4.6, height=3.6)
+    settings = settings_of(stats)
+    fig, axes = panel_grid(len(settings), columns=min(3, len(settings)), width=4.6, height=3.6)
     variants = ["stage1", "baseline", "hdl"]
     offsets = dict(zip(variants, np.linspace(-0.25, 0.25, len(variants))))
     published_shown = False
     for axis, setting in zip(axes, settings):
-        in_setting = _select(stats, setting)
+        in_setting = setting_rows(stats, setting)
         methods = list(dict.fromkeys(in_setting["method"]))
         for position, method in enumerate(methods):
             for variant in variants:
@@ -71,7 +71,7 @@ def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: 
                     axis.text(x, 0.02, MISSING_NOTE, rotation=90, ha="center", va="bottom", fontsize=7,
                               color=VARIANT_STYLE[variant]["color"], transform=axis.get_xaxis_transform())
                     continue
-                seeds = _select(values, setting)
+                seeds = setting_rows(values, setting)
                 seeds = seeds[(seeds["method"] == method) & (seeds["row"] == variant)]["value"]
                 axis.scatter(np.full(len(seeds), x + SEED_DOT_SHIFT), seeds, s=10, alpha=0.45,
                              color=VARIANT_STYLE[variant]["color"])
@@ -89,16 +89,16 @@ def plot_accuracy(stats: pd.DataFrame, values: pd.DataFrame, metric: str, path: 
         axis.grid(axis="y", alpha=0.3)
     entries = [(VARIANT_STYLE[v]["label"], {"color": VARIANT_STYLE[v]["color"], "marker": "o", "linestyle": ""})
                for v in variants]
-    _legend(fig, entries + [("published (USB)", PUBLISHED_STYLE)] * published_shown)
+    figure_legend(fig, entries + [("published (USB)", PUBLISHED_STYLE)] * published_shown)
     fig.suptitle(f"Test accuracy per setting\n({metric}; mean ± std over seeds, dots: seeds)", fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None:
     """Paired gain HDL − baseline per method, grouped by setting: bars = mean, whiskers = the paired-t
     confidence interval (none with one seed), dots = seeds, each bar labeled with its n."""
     deltas = stats[stats["row"] == "delta"]
-    settings = _settings(deltas)
+    settings = settings_of(deltas)
     methods = list(dict.fromkeys(deltas["method"]))
     width = 0.8 / max(len(methods), 1)
     fig, axis = plt.subplots(figsize=(max(6.0, 2.0 + 0.45 * len(settings) * max(len(methods), 2)), 4.5),
@@ -108,7 +108,7 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
         color = colors[index % len(colors)]
         for position, setting in enumerate(settings):
             x = position - 0.4 + width * (index + 0.5)
-            row = _select(deltas, setting)
+            row = setting_rows(deltas, setting)
             row = row[row["method"] == method]
             if row.empty or row.iloc[0]["n_seeds"] == 0:
                 axis.text(x, 0.0, MISSING_NOTE, rotation=90, ha="center", va="bottom", fontsize=7, color=color)
@@ -116,7 +116,7 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
             row = row.iloc[0]
             axis.bar(x, row["mean"], width=width * 0.9, color=color, alpha=0.75,
                      label=method_name(method) if position == 0 else None)
-            seeds = _select(values, setting)
+            seeds = setting_rows(values, setting)
             seeds = seeds[(seeds["method"] == method) & (seeds["row"] == "delta")]["value"]
             axis.scatter(np.full(len(seeds), x), seeds, s=10, color="black", alpha=0.6, zorder=3)
             note = f"n={row['n_seeds']}"
@@ -143,19 +143,19 @@ def plot_hdl_gain(stats: pd.DataFrame, values: pd.DataFrame, path: Path) -> None
     handles = [plt.Rectangle((0, 0), 1, 1, color=colors[i % len(colors)], alpha=0.75) for i in range(len(methods))]
     axis.legend(handles, [method_name(method) for method in methods], fontsize=9, loc="upper left",
                 bbox_to_anchor=(1.0, 1.0), frameon=False)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round_: int, path: Path) -> None:
     """Accuracy vs coverage of each labeler (``coverage_curve``; HDL's ranked by the selection's confidence, by
     labeling order in older relabel.json files), mean over seeds, and a star at the stage-2 selection's mean
     coverage and true accuracy where relabel.json records one; rows: settings, columns: methods."""
-    settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
-    fig, axes = _panels(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
+    settings, methods = settings_of(grid), list(dict.fromkeys(grid["method"]))
+    fig, axes = panel_grid(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
     chosen = relabels[relabels["round"] == round_] if not relabels.empty else relabels
     labelers_seen, ranked_by = [], set()
     for axis, (setting, method) in zip(axes, [(s, m) for s in settings for m in methods]):
-        runs = _select(chosen, setting) if not chosen.empty else chosen
+        runs = setting_rows(chosen, setting) if not chosen.empty else chosen
         runs = runs[runs["method"] == method] if not runs.empty else runs
         axis.set_title(f"{setting_name(*setting)}\n{method_name(method)} (n={len(runs)})", fontsize=9)
         axis.set_xlabel("coverage (% of unlabeled)")
@@ -163,7 +163,7 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
         axis.grid(alpha=0.3)
         curves = [run.get("coverage_curve", {}) for run in runs["record"]] if not runs.empty else []
         if not any(curves):
-            _mark_empty(axis, "no relabel.json")
+            mark_empty(axis, "no relabel.json")
             continue
         ranked_by |= {(record.get("selection") or {}).get("confidence", "rank") for record in runs["record"]}
         labelers = [name for name in LABELER_ORDER if any(name in curve for curve in curves)]
@@ -183,26 +183,26 @@ def plot_pseudo_label_accuracy(relabels: pd.DataFrame, grid: pd.DataFrame, round
             axis.plot(*selected, **LABELER_STYLE[SELECTED])
             if SELECTED not in labelers_seen:
                 labelers_seen.append(SELECTED)
-    _legend(fig, [(labeler_name(name) + f", ranked by {'/'.join(sorted(ranked_by))}" * (name == "hdl"),
+    figure_legend(fig, [(labeler_name(name) + f", ranked by {'/'.join(sorted(ranked_by))}" * (name == "hdl"),
                    LABELER_STYLE.get(name, {})) for name in labelers_seen])
     fig.suptitle(f"Pseudo-label accuracy vs coverage, round {round_}\n"
                  "(each labeler's most confident samples first; mean ± std over seeds)", fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_training_curves(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -> None:
     """Top-1 vs step: stage 1, then each stage-2 variant over its rounds; mean ± std over seeds."""
-    settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
-    fig, axes = _panels(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
+    settings, methods = settings_of(grid), list(dict.fromkeys(grid["method"]))
+    fig, axes = panel_grid(len(settings) * len(methods), columns=len(methods), width=3.8, height=3.2)
     for axis, (setting, method) in zip(axes, [(s, m) for s in settings for m in methods]):
-        runs = _select(metrics, setting)
+        runs = setting_rows(metrics, setting)
         runs = runs[runs["method"] == method]
         axis.set_title(f"{setting_name(*setting)}\n{method_name(method)} (n={runs['seed'].nunique()})", fontsize=9)
         axis.set_xlabel("training step")
         axis.set_ylabel("test top-1 (%)")
         axis.grid(alpha=0.3)
         if runs.empty:
-            _mark_empty(axis, "no metrics.json")
+            mark_empty(axis, "no metrics.json")
             continue
         histories = histories_on_one_axis(runs)
         for variant, style in VARIANT_STYLE.items():
@@ -213,24 +213,24 @@ def plot_training_curves(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) 
             axis.plot(by_step.index, by_step["mean"], color=style["color"], linewidth=1.6)
             axis.fill_between(by_step.index, *band(by_step["mean"], by_step["std"], ACCURACY_RANGE),
                               color=style["color"], alpha=0.2, linewidth=0)
-    _legend(fig, [(style["label"], {"color": style["color"]}) for style in VARIANT_STYLE.values()])
+    figure_legend(fig, [(style["label"], {"color": style["color"]}) for style in VARIANT_STYLE.values()])
     fig.suptitle("Training curves: stage 1, then stage 2 with and without HDL labels\n(mean ± std over seeds)",
                  fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
-def _settings(frame: pd.DataFrame) -> list[tuple]:
+def settings_of(frame: pd.DataFrame) -> list[tuple]:
     return list(dict.fromkeys(zip(*(frame[column] for column in SETTING))))
 
 
-def _select(frame: pd.DataFrame, setting: tuple) -> pd.DataFrame:
+def setting_rows(frame: pd.DataFrame, setting: tuple) -> pd.DataFrame:
     mask = np.ones(len(frame), dtype=bool)
     for column, value in zip(SETTING, setting):
         mask &= (frame[column] == value).to_numpy()
     return frame[mask]
 
 
-def _panels(count: int, columns: int, width: float, height: float):
+def panel_grid(count: int, columns: int, width: float, height: float):
     columns = max(columns, 1)
     rows = max(math.ceil(count / columns), 1)
     fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows + 0.9),
@@ -240,19 +240,19 @@ def _panels(count: int, columns: int, width: float, height: float):
     return fig, list(axes.flat[:count])
 
 
-def _legend(fig, entries: list[tuple[str, dict]]) -> None:
+def figure_legend(fig, entries: list[tuple[str, dict]]) -> None:
     handles = [plt.Line2D([], [], **style) for _, style in entries]
     fig.legend(handles, [label for label, _ in entries], loc="outside lower center",
                ncols=min(len(entries), LEGEND_COLUMNS), fontsize=9, frameon=False)
 
 
-def _mark_empty(axis, note: str) -> None:
+def mark_empty(axis, note: str) -> None:
     axis.text(0.5, 0.5, note, ha="center", va="center", transform=axis.transAxes, color="0.4")
     axis.set_xticks([])
     axis.set_yticks([])
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

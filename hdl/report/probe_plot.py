@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from hdl.report.collect import STAGE1_VARIANT
+from hdl.report.curves import ACCURACY_RANGE, band
 from hdl.report.display import labeler_name, method_name, setting_name
-from hdl.report.plots import LABELER_STYLE, _legend, _mark_empty, _panels, _save, _select, _settings
+from hdl.report.plots import LABELER_STYLE, figure_legend, mark_empty, panel_grid, save_figure, setting_rows, settings_of
 
 #: the probe's coverages drawn, one column each: all of a labeler's labels, and its most confident 30%
 PLOT_COVERAGES = {"full": "all labels", "top30": "most confident 30%"}
@@ -45,18 +45,17 @@ def probe_rows(runs: pd.DataFrame) -> pd.DataFrame:
 def seed_band(rows: pd.DataFrame) -> pd.DataFrame:
     """Per global step: mean over seeds, and the band mean ± sample std (0 with one seed) clipped to [0, 100]."""
     by_step = rows.groupby("global_step")["accuracy"].agg(["mean", "std"]).fillna({"std": 0.0})
-    by_step["low"] = np.clip(by_step["mean"] - by_step["std"], 0.0, 100.0)
-    by_step["high"] = np.clip(by_step["mean"] + by_step["std"], 0.0, 100.0)
+    by_step["low"], by_step["high"] = band(by_step["mean"], by_step["std"], ACCURACY_RANGE)
     return by_step
 
 
 def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -> None:
     """Rows: setting and method; columns: PLOT_COVERAGES. Lines: HDL and argmax per stage and variant."""
-    settings, methods = _settings(grid), list(dict.fromkeys(grid["method"]))
+    settings, methods = settings_of(grid), list(dict.fromkeys(grid["method"]))
     panels = [(setting, method, coverage) for setting in settings for method in methods for coverage in PLOT_COVERAGES]
-    fig, axes = _panels(len(panels), columns=len(PLOT_COVERAGES), width=4.6, height=3.3)
+    fig, axes = panel_grid(len(panels), columns=len(PLOT_COVERAGES), width=4.6, height=3.3)
     for axis, (setting, method, coverage) in zip(axes, panels):
-        runs = _select(metrics, setting) if not metrics.empty else metrics
+        runs = setting_rows(metrics, setting) if not metrics.empty else metrics
         runs = runs[runs["method"] == method] if not runs.empty else runs
         rows = probe_rows(runs) if not runs.empty else pd.DataFrame(columns=COLUMNS)
         axis.set_title(f"{setting_name(*setting)}\n{method_name(method)}, {PLOT_COVERAGES[coverage]} "
@@ -66,7 +65,7 @@ def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -
         axis.grid(alpha=0.3)
         rows = rows[rows["coverage"] == coverage]
         if rows.empty:
-            _mark_empty(axis, "no probes in metrics.json")
+            mark_empty(axis, "no probes in metrics.json")
             continue
         stage1 = rows[rows["variant"] == STAGE1_VARIANT]
         stage1_end = stage1[stage1["global_step"] == stage1["global_step"].max()]
@@ -85,8 +84,8 @@ def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -
         axis.set_ylim(0, 100)
     entries = [(labeler_name(labeler), {"color": LABELER_STYLE[labeler]["color"]}) for labeler in LABELERS]
     entries += [(line["label"], {"color": "black", "linestyle": line["linestyle"]}) for line in VARIANT_LINES.values()]
-    _legend(fig, entries)
+    figure_legend(fig, entries)
     fig.suptitle("Pseudo-label accuracy on the unlabeled training samples through training:\n"
                  "HDL on the embeddings against the argmax of the logits\n"
                  "(mean over seeds, band ± std; grey line: end of stage 1)", fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
