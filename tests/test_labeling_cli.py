@@ -127,7 +127,7 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
     assert report["coverage_curve"]["hdl"] != selection["confidence_curves"]["rank"]
     kept = selected["label"] == truth[selected["index"]]
     assert selection["per_class_accuracy"] == pytest.approx([kept[selected["label"] == c].mean() for c in range(10)])
-    assert selection["class_quota"] == "labeled" and selection["quotas"] == [round(selection["n_above_threshold"] / 10)] * 10
+    assert selection["class_quota"] == "uniform" and selection["quotas"] == [round(selection["n_above_threshold"] / 10)] * 10
 
 
 def test_argmax_agreement_needs_the_models_probabilities(tmp_path, digits, capsys):
