@@ -118,16 +118,16 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
     assert selection["per_class"] == np.bincount(selected["label"], minlength=10).tolist()
     assert selection["n_selected"] <= selection["n_above_threshold"]
     assert max(selection["per_class"]) <= round(selection["n_above_threshold"] / 10)  # balanced labels: equal quotas
-    assert selection["rule"] == "confident" and selection["confidence"] == "consistency"
+    assert selection["rule"] == "confident" and selection["confidence"] == "argmax_agreement"
     assert 0 < selection["threshold"] <= 1 and 0 < selection["estimated_accuracy"] <= 1
     assert 0.6 < selection["argmax_accuracy"] < 0.8
     assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank", "knn_margin", "argmax_agreement"}
     # the diagnostics rank HDL's labels by the selection's confidence, not by labeling order
-    assert report["coverage_curve"]["hdl"] == selection["confidence_curves"]["consistency"]
+    assert report["coverage_curve"]["hdl"] == selection["confidence_curves"]["argmax_agreement"]
     assert report["coverage_curve"]["hdl"] != selection["confidence_curves"]["rank"]
     kept = selected["label"] == truth[selected["index"]]
     assert selection["per_class_accuracy"] == pytest.approx([kept[selected["label"] == c].mean() for c in range(10)])
-    assert selection["class_quota"] == "labeled" and selection["quotas"] == [round(selection["n_above_threshold"] / 10)] * 10
+    assert selection["class_quota"] == "uniform" and selection["quotas"] == [round(selection["n_above_threshold"] / 10)] * 10
 
 
 def test_argmax_agreement_needs_the_models_probabilities(tmp_path, digits, capsys):
@@ -137,6 +137,18 @@ def test_argmax_agreement_needs_the_models_probabilities(tmp_path, digits, capsy
                  "--out", str(tmp_path / "out.npz"), "--confidence", "argmax_agreement"]) == 2
     assert "--probs" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
 
+
+
+def test_the_default_confidence_falls_back_to_consistency_without_probabilities(tmp_path, digits):
+    images, labels, truth, probs = digits
+    paths = save(tmp_path, embeddings=images, labels=labels, truth=truth, probs=probs)
+    chosen = {}
+    for name, flags in {"bare": [], "with probs": ["--probs", paths["probs"]]}.items():
+        report = tmp_path / f"{name}.json"
+        assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--k", "5",
+                     "--truth", paths["truth"], "--out", str(tmp_path / "out.npz"), "--report", str(report), *flags]) == 0
+        chosen[name] = json.loads(report.read_text())["selection"]["confidence"]
+    assert chosen == {"bare": "consistency", "with probs": "argmax_agreement"}
 
 # case: (make the bad arrays from good ones, extra flags, what the message says, the file it names)
 def test_one_label_per_class_cannot_calibrate_the_selection(tmp_path, digits, capsys):

@@ -7,6 +7,9 @@ import pytest
 
 from hdl.report.collect import collect_runs
 from hdl.report.probe_plot import probe_rows, seed_band
+from hdl.report.probe_table import MOMENTS, probe_display, probe_seed_values, probe_statistics
+from hdl.report.render import to_markdown
+from hdl.report.stats import paired_t_interval
 from test_report import aggregate, metrics_record, seed_dir, write_json
 
 SETTING = ("fashion_mnist", 100, 10)
@@ -57,7 +60,7 @@ def test_probe_rows_put_stage_2_after_stage_1_and_clip_the_band(tmp_path):
     assert seed_band(argmax_full).loc[25, "mean"] == pytest.approx(57.0)
 
 
-def test_aggregate_draws_the_probe_plot(tmp_path):
+def test_aggregate_draws_the_probe_plot_and_writes_its_table(tmp_path):
     results = build_tree(tmp_path)
     grid = pd.DataFrame([(*SETTING, "fixmatch", seed) for seed in SEEDS],
                         columns=["dataset", "labels", "imbalance", "method", "seed"])
@@ -65,3 +68,22 @@ def test_aggregate_draws_the_probe_plot(tmp_path):
     assert aggregate(results) == 0
     png = results / "plots" / "probe_accuracy.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert "| stage 2 with HDL labels, last probe | 30 | 2 |" in (results / "tables" / "probe.md").read_text()
+
+
+def test_probe_table_pairs_hdl_and_argmax_per_seed_at_four_moments(tmp_path):
+    metrics, _ = collect_runs(build_tree(tmp_path) / "runs")
+    stats = probe_statistics(probe_seed_values(metrics))
+    assert list(dict.fromkeys(stats["moment"])) == list(MOMENTS.values())
+    assert set(stats["quantity"]) == {"all labels", "most confident 30%"}  # no tail in the probes: no tail rows
+    row = stats.set_index(["moment", "quantity"])
+    first_top30 = row.loc[("stage 1, first probe", "most confident 30%")]
+    assert first_top30["step"] == 10 and first_top30["n_seeds"] == 2
+    assert first_top30["hdl"] == pytest.approx(95.0) and first_top30["argmax"] == pytest.approx(60.0)
+    low, high, _ = paired_t_interval([90.0 - 50.0, 100.0 - 70.0])  # per seed, HDL − argmax
+    assert (first_top30["delta"], first_top30["ci_low"], first_top30["ci_high"]) == pytest.approx((35.0, low, high))
+    assert row.loc[("stage 2 with HDL labels, last probe", "all labels"), "step"] == 30
+    assert row.loc[("stage 2 with HDL labels, last probe", "all labels"), "delta"] == pytest.approx(10.0)
+    assert row.loc[("stage 2 baseline, last probe", "all labels"), "argmax"] == pytest.approx(59.0)
+    markdown = to_markdown(probe_display(stats))
+    assert "| Fashion-MNIST, N1=100, IF=10 | FixMatch | stage 1, first probe | 10 | 2 | 65.00 ± 7.07 | 45.00 ± 7.07 |" in markdown

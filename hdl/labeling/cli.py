@@ -49,9 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stage2 = parser.add_argument_group("stage-2 selection (see hdl/labeling/select.py)")
     stage2.add_argument("--extra-labels-out", help="write the selected HDL labels here (.npz: index, label, weight) for `hdl train --extra-labels`")
     stage2.add_argument("--selection", choices=select.RULES, default="confident", help="'confident': labels whose confidence reaches a threshold calibrated on the hold-out folds, within class quotas; 'all': every label HDL reached (default: %(default)s)")
-    stage2.add_argument("--confidence", choices=select.CONFIDENCES, default="consistency", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, HDL's labeling order, its margin in a plain vote of the k nearest given labels, or the classifier's agreement with it (needs probs) (default: %(default)s)")
+    stage2.add_argument("--confidence", choices=(*select.CONFIDENCES, "auto"), default="auto", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, HDL's labeling order, its margin in a plain vote of the k nearest given labels, or the classifier's agreement with it (needs probs); auto: argmax_agreement where the inputs have probs, else consistency (default: %(default)s)")
     stage2.add_argument("--selection-quantile", type=float, default=select.QUANTILE, help="threshold = this quantile of the confidences HDL gives hidden given labels (default: %(default)s)")
-    stage2.add_argument("--class-quota", choices=select.CLASS_QUOTAS, default="labeled", help="most labels a class keeps of those above the threshold: 'labeled' its share of the given labels, 'uniform' an equal share, 'crest' CReST's (N_(C+1-r)/N_1)^(1/alpha) of its own, 'none' no cap (default: %(default)s)")
+    stage2.add_argument("--class-quota", choices=select.CLASS_QUOTAS, default="uniform", help="most labels a class keeps of those above the threshold: 'labeled' its share of the given labels, 'uniform' an equal share, 'crest' CReST's (N_(C+1-r)/N_1)^(1/alpha) of its own, 'none' no cap (default: %(default)s)")
     stage2.add_argument("--crest-alpha", type=float, default=select.CREST_ALPHA, help="alpha of --class-quota crest; larger keeps more of the head (default: %(default)s)")
     stage2.add_argument("--max-level", type=int, help="keep only the first N waves (default: all)")
     stage2.add_argument("--min-agreement", type=float, default=0.0, help="keep only labels with vote agreement >= this (default: %(default)s)")
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     with stopwatch.part("load"):
         inputs = load_inputs(args.embeddings, args.labels, args.probs, args.truth, args.num_classes)
+    if args.confidence == "auto":
+        args.confidence = "consistency" if inputs.probs is None else "argmax_agreement"
     if args.confidence == "argmax_agreement" and inputs.probs is None:
         raise UserError("--confidence argmax_agreement needs the model's probabilities: pass --probs, or the .npz of `hdl embed`")
     n = len(inputs.labels)

@@ -8,6 +8,7 @@ from pathlib import Path
 from hdl.io import atomic_path
 from hdl.report import plots
 from hdl.report.probe_plot import plot_probe_accuracy
+from hdl.report.probe_table import probe_display, probe_seed_values, probe_statistics
 from hdl.report.collect import collect_runs, load_grid, within_grid
 from hdl.report.per_class import per_class_display, per_class_seed_values, per_class_statistics
 from hdl.report.published import attach_published, load_published
@@ -57,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     per_class = per_class_statistics(per_class_seed_values(metrics))
     _write_csv(per_class, tables_dir / "per_class.csv")
     _write_text(to_markdown(per_class_display(per_class)), tables_dir / "per_class.md")
+
+    probes = probe_statistics(probe_seed_values(metrics))
+    _write_csv(probes, tables_dir / "probe.csv")
+    _write_text(to_markdown(probe_display(probes)), tables_dir / "probe.md")
 
     plots.plot_accuracy(accuracy, seed_values, args.metric, plots_dir / "accuracy.png")
     plots.plot_hdl_gain(accuracy, seed_values, plots_dir / "hdl_gain.png")

@@ -93,7 +93,7 @@ class TrainConfig:
     probe_every: int = 1024
     probe_samples: int = 10_000
     probe_k: int = 0
-    probe_confidence: str = "consistency"
+    probe_confidence: str = "argmax_agreement"
     compile: str = "auto"
 
     def __post_init__(self) -> None:

@@ -50,6 +50,13 @@ rule aggregate:
             labels={"table": "per-class accuracy"},
         ),
         per_class_md=f"{layout.TABLES}/per_class.md",
+        probe=report(
+            f"{layout.TABLES}/probe.csv",
+            caption="../report/probe_table.rst",
+            category="Tables",
+            labels={"table": "label probe"},
+        ),
+        probe_md=f"{layout.TABLES}/probe.md",
         accuracy_plot=report(
             f"{layout.PLOTS}/accuracy.png",
             caption="../report/accuracy.rst",
