@@ -87,3 +87,13 @@ def test_probe_table_pairs_hdl_and_argmax_per_seed_at_four_moments(tmp_path):
     assert row.loc[("stage 2 baseline, last probe", "all labels"), "argmax"] == pytest.approx(59.0)
     markdown = to_markdown(probe_display(stats))
     assert "| Fashion-MNIST, N1=100, IF=10 | FixMatch | stage 1, first probe | 10 | 2 | 65.00 ± 7.07 | 45.00 ± 7.07 |" in markdown
+
+
+def test_the_tail_panel_reads_the_tail_classes_accuracy_where_the_probe_has_one():
+    with_tail = probe(10, PROBES[("stage1", 10)], 0)
+    for labeler, tail in (("hdl", 0.55), ("argmax", 0.10)):
+        with_tail[labeler]["full"]["tail"] = tail
+    runs = pd.DataFrame([{"seed": 0, "variant": "stage1", "record": {"probes": [with_tail, probe(20, PROBES[("stage1", 20)], 0)]}}])
+    tail = probe_rows(runs).query("coverage == 'tail'").set_index("labeler")
+    assert tail["global_step"].tolist() == [10, 10]  # the probe without a tail gives no tail row
+    assert tail.loc["hdl", "accuracy"] == pytest.approx(55.0) and tail.loc["argmax", "accuracy"] == pytest.approx(10.0)

@@ -17,8 +17,13 @@ from hdl.report.curves import ACCURACY_RANGE, band
 from hdl.report.display import labeler_name, method_name, setting_name
 from hdl.report.plots import LABELER_STYLE, figure_legend, mark_empty, panel_grid, save_figure, setting_rows, settings_of
 
-#: the probe's coverages drawn, one column each: all of a labeler's labels, and its most confident 30%
-PLOT_COVERAGES = {"full": "all labels", "top30": "most confident 30%"}
+#: the probe's quantities drawn, one column each, as (coverage, key of its score, title): all of a labeler's
+#: labels, its most confident 30%, and all its labels in the tail classes (long-tailed settings only)
+PANELS = {
+    "full": ("full", "accuracy", "all labels"),
+    "top30": ("top30", "accuracy", "most confident 30%"),
+    "tail": ("full", "tail", "tail classes, all labels"),
+}
 LABELERS = ("hdl", "argmax")
 VARIANT_LINES = {
     STAGE1_VARIANT: {"linestyle": "-", "label": "stage 1"},
@@ -32,12 +37,12 @@ def probe_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Every probe of ``runs`` (metrics frame rows) as rows of COLUMNS, accuracy in percent."""
     rows = [
         {"seed": run.seed, "variant": run.variant, "global_step": probe["global_step"], "labeler": labeler,
-         "coverage": coverage, "accuracy": 100.0 * probe[labeler][coverage]["accuracy"]}
+         "coverage": panel, "accuracy": 100.0 * probe[labeler][coverage][key]}
         for run in runs.itertuples(index=False)
         for probe in run.record.get("probes", [])
         for labeler in LABELERS
-        for coverage in PLOT_COVERAGES
-        if probe[labeler][coverage]["accuracy"] is not None
+        for panel, (coverage, key, _) in PANELS.items()
+        if probe[labeler][coverage].get(key) is not None
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -50,22 +55,22 @@ def seed_band(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -> None:
-    """Rows: setting and method; columns: PLOT_COVERAGES. Lines: HDL and argmax per stage and variant."""
+    """Rows: setting and method; columns: PANELS. Lines: HDL and argmax per stage and variant."""
     settings, methods = settings_of(grid), list(dict.fromkeys(grid["method"]))
-    panels = [(setting, method, coverage) for setting in settings for method in methods for coverage in PLOT_COVERAGES]
-    fig, axes = panel_grid(len(panels), columns=len(PLOT_COVERAGES), width=4.6, height=3.3)
+    panels = [(setting, method, coverage) for setting in settings for method in methods for coverage in PANELS]
+    fig, axes = panel_grid(len(panels), columns=len(PANELS), width=4.6, height=3.3)
     for axis, (setting, method, coverage) in zip(axes, panels):
         runs = setting_rows(metrics, setting) if not metrics.empty else metrics
         runs = runs[runs["method"] == method] if not runs.empty else runs
         rows = probe_rows(runs) if not runs.empty else pd.DataFrame(columns=COLUMNS)
-        axis.set_title(f"{setting_name(*setting)}\n{method_name(method)}, {PLOT_COVERAGES[coverage]} "
+        axis.set_title(f"{setting_name(*setting)}\n{method_name(method)}, {PANELS[coverage][2]} "
                        f"(n={rows['seed'].nunique()})", fontsize=9)
         axis.set_xlabel("training step (stage 2 continues stage 1)")
         axis.set_ylabel("pseudo-label accuracy (%)")
         axis.grid(alpha=0.3)
         rows = rows[rows["coverage"] == coverage]
         if rows.empty:
-            mark_empty(axis, "no probes in metrics.json")
+            mark_empty(axis, "balanced: no tail" if coverage == "tail" and setting[-1] == 1 else "no probes in metrics.json")
             continue
         stage1 = rows[rows["variant"] == STAGE1_VARIANT]
         stage1_end = stage1[stage1["global_step"] == stage1["global_step"].max()]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from hdl.report.collect import CELL, SETTING, STAGE1_VARIANT
 from hdl.report.display import method_name, setting_name
+from hdl.report.probe_plot import PANELS
 from hdl.report.render import DisplayTable
 from hdl.report.stats import CONFIDENCE, last_round, paired_t_interval
 from hdl.report.tables import cell_text, difference_text
@@ -24,12 +25,8 @@ MOMENTS = {
     ("baseline", "last"): "stage 2 baseline, last probe",
     ("hdl", "last"): "stage 2 with HDL labels, last probe",
 }
-#: (probe coverage, probe key) -> column group: all labels, the most confident 30%, the tail classes' mean
-QUANTITIES = {
-    ("full", "accuracy"): "all labels",
-    ("top30", "accuracy"): "most confident 30%",
-    ("full", "tail"): "tail classes, all labels",
-}
+#: (probe coverage, probe key) -> column group: the probe plot's panels
+QUANTITIES = {(coverage, key): title for coverage, key, title in PANELS.values()}
 LABELERS = ("hdl", "argmax")
 KEYS = SETTING + ["method", "moment", "quantity"]
 
