@@ -18,7 +18,7 @@ from hdl.labeling.evaluate import head_and_tail
 from hdl.report.collect import CELL, SETTING, STAGE1_VARIANT
 from hdl.report.display import method_name, setting_name
 from hdl.report.render import DisplayTable
-from hdl.report.stats import CONFIDENCE, as_percent, last_round, paired_t_interval
+from hdl.report.stats import CONFIDENCE, as_percent, paired_t_interval, stage1_and_last_round
 from hdl.report.tables import cell_text, difference_text
 
 ROWS = (STAGE1_VARIANT, "baseline", "hdl")
@@ -36,11 +36,8 @@ def tail_classes(labels: int, imbalance: float, num_classes: int) -> list[int]:
 def per_class_seed_values(metrics: pd.DataFrame) -> pd.DataFrame:
     """CELL + row (stage1 | baseline | hdl) + column (class index as text, or "tail") + value (%),
     from the runs whose metrics.json records ``per_class`` (stage 1 and the last round's variants)."""
-    final_round = last_round(metrics)
-    chosen = metrics[(metrics["variant"] == STAGE1_VARIANT)
-                     | ((metrics["round"] == final_round) & metrics["variant"].isin(ROWS[1:]))]
     rows = []
-    for run in chosen.itertuples(index=False):
+    for run in stage1_and_last_round(metrics).itertuples(index=False):
         per_class = run.record.get("per_class")
         if not per_class:
             continue

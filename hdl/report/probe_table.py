@@ -13,9 +13,9 @@ import pandas as pd
 
 from hdl.report.collect import CELL, SETTING, STAGE1_VARIANT
 from hdl.report.display import method_name, setting_name
-from hdl.report.probe_plot import PANELS
+from hdl.report.probe_plot import LABELERS, PANELS
 from hdl.report.render import DisplayTable
-from hdl.report.stats import CONFIDENCE, last_round, paired_t_interval
+from hdl.report.stats import CONFIDENCE, paired_t_interval, stage1_and_last_round
 from hdl.report.tables import cell_text, difference_text
 
 #: (variant, which probe of the run) -> row label, in table order
@@ -27,18 +27,14 @@ MOMENTS = {
 }
 #: (probe coverage, probe key) -> column group: the probe plot's panels
 QUANTITIES = {(coverage, key): title for coverage, key, title in PANELS.values()}
-LABELERS = ("hdl", "argmax")
 KEYS = SETTING + ["method", "moment", "quantity"]
 
 
 def probe_seed_values(metrics: pd.DataFrame) -> pd.DataFrame:
     """CELL + moment + quantity + step + hdl + argmax (accuracy in %), one row per run, moment and quantity
     the probe recorded (a balanced setting has no tail)."""
-    final_round = last_round(metrics)
-    chosen = metrics[(metrics["variant"] == STAGE1_VARIANT)
-                     | ((metrics["round"] == final_round) & metrics["variant"].isin(["baseline", "hdl"]))]
     rows = []
-    for run in chosen.itertuples(index=False):
+    for run in stage1_and_last_round(metrics).itertuples(index=False):
         probes = run.record.get("probes") or []
         for (variant, which), moment in MOMENTS.items():
             if variant != run.variant or not probes:

@@ -44,6 +44,12 @@ def last_round(metrics: pd.DataFrame) -> int:
     return int(stage2["round"].max()) if not stage2.empty else 0
 
 
+def stage1_and_last_round(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The runs the tables compare: every stage-1 run, and the last round's baseline and HDL variants."""
+    return metrics[(metrics["variant"] == STAGE1_VARIANT)
+                   | ((metrics["round"] == last_round(metrics)) & metrics["variant"].isin(["baseline", "hdl"]))]
+
+
 def summarize(values: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Mean, sample std and count of ``value`` over seeds, for every row of ``expected``.
 
@@ -87,13 +93,8 @@ def expected_seed_counts(grid: pd.DataFrame) -> pd.DataFrame:
 
 def accuracy_seed_values(metrics: pd.DataFrame, metric: str) -> pd.DataFrame:
     """CELL + row + value (percent): stage 1, the last round's baseline and HDL, and their paired difference."""
-    final_round = last_round(metrics)
-    chosen = metrics[
-        (metrics["variant"] == STAGE1_VARIANT)
-        | ((metrics["round"] == final_round) & metrics["variant"].isin(["baseline", "hdl"]))
-    ]
     rows = []
-    for run in chosen.itertuples(index=False):
+    for run in stage1_and_last_round(metrics).itertuples(index=False):
         if metric not in run.record:
             raise UserError(
                 f"{run.path}: no key {metric!r}; choose one it has with --metric ({', '.join(METRIC_DESCRIPTIONS)})"
