@@ -12,8 +12,9 @@ With ``--compile MODE`` each row also runs the step compiled (the trainer's
 ``compile`` setting): its img/s, the speed-up over eager, and the compile time
 (the first step, which compiles the forward and backward; never counted in
 img/s).  Images are random uint8 arrays: speed does not depend on their
-content.  On a GPU the network runs channels_last, as in real runs, and in
-fp32 unless ``--precision bf16`` asks for bf16 autocast; the CPU always runs fp32.
+content.  On a GPU the network runs channels_last, as in real runs.  The
+network runs in fp32 unless ``--precision bf16`` asks for bf16 autocast, on
+CPU and GPU alike (``TrainConfig.precision``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["wrn-10-1", "wrn-28-2"])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--batch-size", type=int, default=16, help="labeled batch; 64 is the papers' (use it on a GPU)")
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: the network in bf16 autocast (GPU only)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: the network in bf16 autocast")
     parser.add_argument("--compile", choices=[mode for mode in COMPILE_SETTINGS if mode not in ("auto", "off")],
                         help="also run every row compiled with this torch.compile mode, beside eager")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row")
@@ -96,9 +97,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    precision = args.precision if device.type == "cuda" else "fp32"
     print(
-        f"device: {name}; {precision}; labeled batch {args.batch_size} {' '.join(args.assignments)}; "
+        f"device: {name}; {args.precision}; labeled batch {args.batch_size} {' '.join(args.assignments)}; "
         f"{args.steps} timed steps after {1 + args.warmup} untimed"
         + ("; no host synchronisation in the timed steps (sync debug mode: error)" if args.sync_debug and device.type == "cuda" else "")
     )

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     labels = np.where(np.isin(index, split.labeled_idx), dataset.train_labels[index], -1).astype(np.int64)
     images = images_to_tensor(dataset.train_images[index], device)
     mean, std = dataset.channel_stats()
-    bf16 = uses_bf16(state["config"]["train"].get("precision", "fp32"), device)
+    bf16 = uses_bf16(state["config"]["train"].get("precision", "fp32"), device, f"--checkpoint {args.checkpoint} (precision bf16)")
     logits, features = predict(model, images, Augmenter(mean, std), args.batch_size, bf16)
     embeddings = torch.nn.functional.normalize(features, dim=1)
     save_npz(

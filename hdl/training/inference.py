@@ -6,12 +6,14 @@ need the loop.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from hdl.errors import UserError
 from hdl.ssl import Views
 
 
@@ -20,16 +22,44 @@ def images_to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C")).to(device)
 
 
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` (TrainConfig.precision) means bf16 autocast on ``device``: only on a GPU."""
-    return precision == "bf16" and device.type == "cuda"
+def uses_bf16(precision: str, device: torch.device, setting: str = "--set precision=bf16") -> bool:
+    """Whether ``precision`` (TrainConfig.precision) means bf16 autocast, on any device: a UserError naming
+    ``setting`` where ``device``'s autocast does not compute in bfloat16, rather than fp32 in silence."""
+    if precision != "bf16":
+        return False
+    problem = autocast_bf16_problem(device)
+    if problem:
+        raise UserError(
+            f"{setting}: autocast on {device} does not compute in bfloat16 ({problem}); "
+            "run on a device whose autocast does (any CPU; a CUDA GPU with bfloat16), or train with precision=fp32"
+        )
+    return True
+
+
+def autocast_bf16_problem(device: torch.device) -> str | None:
+    """Why bf16 autocast on ``device`` would not compute a product in bfloat16 (its error or warning), or None where it does."""
+    operand = torch.ones(1, 1, device=device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                product = operand @ operand
+        except RuntimeError as error:
+            return str(error).splitlines()[0]
+    if product.dtype != torch.bfloat16:
+        return "; ".join(str(warning.message).splitlines()[0] for warning in caught) or f"it computed in {product.dtype}"
+    return None
 
 
 class MixedPrecision(nn.Module):
-    """The model's forward in bf16 autocast when ``enabled`` (GPU), returning float32 logits and features.
+    """The model's forward in bf16 autocast when ``enabled`` (CPU or GPU), returning float32 logits and features.
 
     Only the network runs in bf16: augmentations (whose sampling grids bf16
     would shift) and the losses (thresholds such as 0.95) stay in float32.
+    Autocast casts the float32 parameters to bf16 inside each op, so the
+    parameters, their gradients, the optimiser's momentum, the EMA model and
+    BatchNorm's running statistics (``hdl.nets.BatchNorm2d`` averages the
+    batch's float32 statistics) all stay float32, and so do checkpoints.
     """
 
     def __init__(self, model: nn.Module, enabled: bool):

@@ -39,9 +39,14 @@ class TrainConfig:
     a trained model, while a 2^20-step run spends all but its first
     ten thousand steps at the published 0.999 / 0.001.
 
-    ``precision``: ``bf16`` runs the network in bf16 autocast on a GPU
-    (augmentations and losses stay float32); ``fp32``, the default, is what
-    the published numbers used.  CPU always runs fp32.
+    ``precision``: ``bf16`` runs the network in bf16 autocast, on CPU and GPU
+    alike (``hdl.training.inference.MixedPrecision``): augmentations, losses,
+    parameters, optimiser state, the EMA, BatchNorm statistics and checkpoints
+    stay float32; evaluation, the label probe and ``hdl embed`` run the
+    network in bf16 too.  A device whose autocast cannot compute in bf16 is a
+    UserError.  ``fp32``, the default, is what the published numbers used.
+    CPUs without native bf16 instructions (AVX-512 BF16, AMX) run bf16
+    convolutions several times slower than fp32.
 
     ``stage2_lr``: the LR of a run started with ``--init``.  ``hold`` keeps the
     LR the init run ended with (the method simply trained longer); ``anneal``
