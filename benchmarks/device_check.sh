@@ -4,8 +4,8 @@
 #   PYTHONPATH=. bash benchmarks/device_check.sh --cpu-smoke  # the same steps at tiny sizes on CPU (CI runs this)
 # 1. imports: torch, numpy, pytest and the modules `hdl train` / `hdl embed` use (no faiss, wandb, snakemake, tqdm; torchvision for now: hdl.data.randaugment);
 # 2. the CUDA tests (tests whose id names cuda);
-# 3. for every method: `hdl split`, a 200-step `hdl train`, the same run interrupted after its step-100
-#    checkpoint and resumed (compared with the uninterrupted run), `hdl embed` (benchmarks/device_check.py);
+# 3. for every method, in fp32 and in bf16: `hdl split`, a 200-step `hdl train`, the same run interrupted after its
+#    step-100 checkpoint and resumed (compared with the uninterrupted run), `hdl embed` (benchmarks/device_check.py);
 # 4. bench_train for FixMatch, FreeMatch, MixMatch and ReMixMatch on WRN-28-2, 32x32x3, batch 64 at each
 #    method's published uratio, fp32 and bf16, eager beside compiled (reduce-overhead), every timed step under
 #    torch.cuda.set_sync_debug_mode("error").
@@ -21,13 +21,13 @@ case "${1:-}" in
 esac
 
 if [ "$mode" = cuda ]; then
-  device=cuda; train_steps=200; train_batch=64; train_images=4096
+  device=cuda; train_steps=200; train_batch=64; train_images=4096; train_set=()
   bench=(--device cuda --archs wrn-28-2 --shapes 32x32x3 --batch-size 64 --compile reduce-overhead --steps 30 --warmup 5)
   precisions=(fp32 bf16)
 else
-  device=cpu; train_steps=4; train_batch=4; train_images=256
+  device=cpu; train_steps=4; train_batch=4; train_images=256; train_set=(--set uratio=1)
   bench=(--device cpu --archs wrn-10-1 --shapes 28x28x1 --batch-size 2 --set uratio=1 --compile default --steps 1 --warmup 0 --threads 2)
-  precisions=(fp32)  # the CPU always runs fp32
+  precisions=(fp32)  # bf16 trains in step 3; on CPU one compile of bench_train is enough
 fi
 bench_methods=(fixmatch freematch mixmatch remixmatch)
 # CPU: compiling all four takes minutes on 2 cores; tests/test_compile.py compiles every method already.
@@ -75,7 +75,7 @@ fi
 
 section "hdl train / resume / embed, every method"
 "$PYTHON" benchmarks/device_check.py --work "$work" --table "$table" --device "$device" --steps "$train_steps" \
-  --batch-size "$train_batch" --images "$train_images"
+  --batch-size "$train_batch" --images "$train_images" "${train_set[@]}"
 
 for precision in "${precisions[@]}"; do
   section "bench_train $precision"

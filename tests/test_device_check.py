@@ -24,5 +24,6 @@ def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_la
     table = (tmp_path / "out" / "device_check.txt").read_text()
     assert table.strip().endswith("s") and result.stdout.rstrip().endswith(table.rstrip().splitlines()[-1])
     for method in ("fixmatch", "freematch", "mixmatch", "remixmatch", "supervised"):
-        assert any(line.startswith(method) and " yes " in line for line in table.splitlines()), method
+        for precision in ("fp32", "bf16"):
+            assert any(line.split()[:2] == [method, precision] and " yes " in line for line in table.splitlines()), (method, precision)
     assert "28x28x1  wrn-10-1  fixmatch" in table
