@@ -45,8 +45,9 @@ class TrainConfig:
     stay float32; evaluation, the label probe and ``hdl embed`` run the
     network in bf16 too.  A device whose autocast cannot compute in bf16 is a
     UserError.  ``fp32``, the default, is what the published numbers used.
-    CPUs without native bf16 instructions (AVX-512 BF16, AMX) run bf16
-    convolutions several times slower than fp32.
+    A CPU without native bf16 instructions (AVX-512 BF16, AMX) runs bf16
+    convolutions on a slow path: on an AVX2 CPU FixMatch trained 9 to 20
+    times slower in bf16 than in fp32 (benchmarks/bench_train.py, README).
 
     ``stage2_lr``: the LR of a run started with ``--init``.  ``hold`` keeps the
     LR the init run ended with (the method simply trained longer); ``anneal``
