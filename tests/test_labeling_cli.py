@@ -121,7 +121,7 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
     assert selection["rule"] == "confident" and selection["confidence"] == "argmax_agreement"
     assert 0 < selection["threshold"] <= 1 and 0 < selection["estimated_accuracy"] <= 1
     assert 0.6 < selection["argmax_accuracy"] < 0.8
-    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank", "knn_margin", "argmax_agreement"}
+    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank", "knn_margin", "argmax_agreement", "distribution_aware"}
     # the diagnostics rank HDL's labels by the selection's confidence, not by labeling order
     assert report["coverage_curve"]["hdl"] == selection["confidence_curves"]["argmax_agreement"]
     assert report["coverage_curve"]["hdl"] != selection["confidence_curves"]["rank"]

@@ -38,26 +38,26 @@ def test_rule_all_keeps_every_new_label_filtered_by_level_and_agreement():
 
 def test_confident_rule_keeps_labels_at_or_above_the_threshold():
     confidence = np.array([1, 1, 0.9, 0.4, 0.8, 0.5, 0.95, 0])
-    selection = select_pseudo_labels(RESULT, confidence, rule="confident", threshold=0.8, weight="confidence")
-    assert selection.positions.tolist() == [2, 4, 6] and selection.threshold == 0.8
+    selection = select_pseudo_labels(RESULT, confidence, rule="confident", thresholds={"all": 0.8}, weight="confidence")
+    assert selection.positions.tolist() == [2, 4, 6] and selection.thresholds == {"all": 0.8}
     assert selection.weights.tolist() == pytest.approx([0.9, 0.8, 0.95])
-    with pytest.raises(ValueError, match="needs a threshold"):
+    with pytest.raises(ValueError, match="needs thresholds"):
         select_pseudo_labels(RESULT, confidence, rule="confident")
 
 
 def test_labeled_quotas_follow_the_given_labels_and_keep_each_class_most_confident():
     confidence = np.array([1, 1, 0.9, 0.95, 0.9, 0.85, 0.97, 0])
     # four pass the threshold, three of class 0; 1:1 given labels allow two per class
-    selection = select_pseudo_labels(RESULT, confidence, "confident", threshold=0.85, class_quota="labeled", labeled=np.array([5, 5]))
+    selection = select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.85}, class_quota="labeled", labeled=np.array([5, 5]))
     assert selection.positions.tolist() == [3, 4, 5, 6] and selection.quotas.tolist() == [2, 2]
     # 3:1 given labels let class 0 keep three of the four places
-    head_heavy = select_pseudo_labels(RESULT, confidence, "confident", threshold=0.85, class_quota="labeled", labeled=np.array([30, 10]))
+    head_heavy = select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.85}, class_quota="labeled", labeled=np.array([30, 10]))
     assert head_heavy.positions.tolist() == [2, 3, 4, 6]
     assert class_quotas("labeled", np.array([6, 4]), np.array([1, 3])).tolist() == [2, 8]
     assert class_quotas("uniform", np.array([6, 4]), np.array([1, 3])).tolist() == [5, 5]
     assert class_quotas("none", np.array([6, 4]), np.array([1, 3])).tolist() == [6, 4]
     with pytest.raises(ValueError, match="needs the given labels"):
-        select_pseudo_labels(RESULT, confidence, "confident", threshold=0.85, class_quota="uniform")
+        select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.85}, class_quota="uniform")
 
 
 def test_crest_keeps_the_share_of_the_mirrored_labeled_count_to_the_power_one_over_alpha():
@@ -80,7 +80,7 @@ def test_on_long_tailed_labels_only_uniform_and_crest_quotas_keep_tail_labels():
     confidence = np.random.default_rng(0).uniform(0.5, 1.0, n)
     kept = {}
     for quota in ("labeled", "uniform", "crest"):
-        selection = select_pseudo_labels(result, confidence, "confident", threshold=0.5, class_quota=quota, labeled=labeled)
+        selection = select_pseudo_labels(result, confidence, "confident", thresholds={"all": 0.5}, class_quota=quota, labeled=labeled)
         kept[quota] = np.bincount(selection.labels, minlength=n_classes)
         for c in range(n_classes):  # each class keeps its most confident labels
             mine = confidence[labels == c]
