@@ -211,6 +211,8 @@ def split_flags(config: Mapping[str, Any], cell: Mapping[str, Any]) -> str:
     """``hdl split`` options of the split of ``cell`` (dataset, labels, imbalance)."""
     split = split_settings(config, cell)
     flags = ["--unlabeled-ratio", format_value(float(split["unlabeled_ratio"]))]
+    if split.get("unlabeled_imbalance") is not None:
+        flags += ["--unlabeled-imbalance", format_value(float(split["unlabeled_imbalance"]))]
     return _join(flags + (["--include-labeled"] if split["include_labeled"] else []))
 
 
@@ -228,7 +230,7 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
     flags += ["--min-agreement", format_value(float(hdl["min_agreement"])), "--weight", hdl["weight"],
               "--selection", hdl["selection"], "--confidence", hdl["confidence"],
               "--selection-quantile", format_value(float(hdl["selection_quantile"])), "--class-quota", hdl["class_quota"],
-              "--crest-alpha", format_value(float(hdl["crest_alpha"]))]
+              "--crest-alpha", format_value(float(hdl["crest_alpha"])), "--temperature", format_value(float(hdl["temperature"]))]
     return _join(flags)
 
 

@@ -347,6 +347,8 @@ def test_split_flags_take_the_setting_split_options():
     assert workflow.split_flags(config, cell("cifar10", "fixmatch")) == "--unlabeled-ratio 2 --include-labeled"
     long_tailed = {"dataset": "cifar10", "labels": "1500", "imbalance": "100", "seed": "0"}  # split wildcards: no method
     assert workflow.split_flags(config, long_tailed) == "--unlabeled-ratio 2"
+    config["grid"]["settings"][1]["split"]["unlabeled_imbalance"] = 1
+    assert workflow.split_flags(config, long_tailed) == "--unlabeled-ratio 2 --unlabeled-imbalance 1"
 
 
 def paper_cells() -> dict[tuple, dict[str, str]]:
@@ -406,11 +408,13 @@ def test_paper_grid_settings_are_all_known_to_the_trainer():
 def test_relabel_flags_leave_out_an_unset_max_level():
     hdl = {"k": "auto", "k_candidates": [5, 10], "folds": 3, "holdout": 0.2, "wave_rule": "max_count",
            "vote_weight": "similarity", "max_level": None, "min_agreement": 0.0, "weight": "agreement",
-           "selection": "confident", "confidence": "consistency", "selection_quantile": 0.1, "class_quota": "labeled", "crest_alpha": 3.0}
+           "selection": "confident", "confidence": "consistency", "selection_quantile": 0.1, "class_quota": "labeled", "crest_alpha": 3.0,
+           "temperature": 0.3}
     flags = workflow.relabel_flags({"hdl": hdl})
     assert flags == ("--k auto --k-candidates 5 10 --folds 3 --holdout 0.2 --wave-rule max_count"
                      " --vote-weight similarity --min-agreement 0 --weight agreement"
-                     " --selection confident --confidence consistency --selection-quantile 0.1 --class-quota labeled --crest-alpha 3")
+                     " --selection confident --confidence consistency --selection-quantile 0.1 --class-quota labeled --crest-alpha 3"
+                     " --temperature 0.3")
     assert "--max-level 2 " in workflow.relabel_flags({"hdl": {**hdl, "max_level": 2}})
 
 
