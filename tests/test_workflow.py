@@ -248,6 +248,25 @@ def test_the_preregistered_study_is_its_tuning_on_other_seeds_with_the_tuned_sel
     assert config == tuning
 
 
+def test_the_trust_study_overlays_change_only_the_unlabeled_set_and_the_seeds(schema):
+    from snakemake.utils import update_config
+
+    study = ROOT / "config" / "study_trust"
+    base = workflow.load_yaml(ROOT / "config" / "study_trust.yaml")
+    settings = {"a": base, "b": copy.deepcopy(base)}
+    update_config(settings["b"], workflow.load_yaml(study / "unlabeled_balanced.yaml"))
+    assert settings["b"]["split"] == base["split"] | {"unlabeled_imbalance": 1}
+    for config in settings.values():
+        tuning = copy.deepcopy(config)
+        update_config(tuning, workflow.load_yaml(study / "tuning.yaml"))
+        for checked in (config, tuning):
+            workflow.check_config(checked, schema)
+        assert set(tuning["grid"].pop("seeds")).isdisjoint(config["grid"]["seeds"])
+        assert tuning == {**config, "grid": {key: value for key, value in config["grid"].items() if key != "seeds"}}
+    # the tuning has not run: its values are null, and the study script refuses to report with them
+    assert workflow.load_yaml(study / "tuned.yaml") == {"temperature": {"a": None, "b": None}, "refresh_every": None, "refresh_trust": None}
+
+
 def test_grid_values_read_as_in_paths_and_splits_ignore_the_method():
     config = {
         "grid": {
