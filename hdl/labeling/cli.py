@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stage2 = parser.add_argument_group("stage-2 selection (see hdl/labeling/select.py)")
     stage2.add_argument("--extra-labels-out", help="write the selected HDL labels here (.npz: index, label, weight) for `hdl train --extra-labels`")
     stage2.add_argument("--selection", choices=select.RULES, default="confident", help="'confident': labels whose confidence reaches a threshold calibrated on the hold-out folds, within class quotas; 'all': every label HDL reached (default: %(default)s)")
-    stage2.add_argument("--confidence", choices=(*select.CONFIDENCES, "auto"), default="auto", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, HDL's labeling order, its margin in a plain vote of the k nearest given labels, the classifier's agreement with it (needs probs), or distribution_aware: that agreement where the classifier agrees, else the margin scaled by how much the classifier over-predicts the class it chose (DASO's upsilon; needs probs; each kind calibrated on its own); auto: argmax_agreement where the inputs have probs, else consistency (default: %(default)s)")
+    stage2.add_argument("--confidence", choices=(*select.CONFIDENCES, "auto"), default="auto", help="confidence of an HDL label: share of its k-NN with the same final label, its vote agreement, HDL's labeling order, its margin in a plain vote of the k nearest given labels, the classifier's agreement with it (needs probs), or distribution_aware: that agreement where the classifier agrees, else the consistency scaled by how much the classifier over-predicts the class it chose (DASO's upsilon; needs probs; each kind calibrated on its own); auto: argmax_agreement where the inputs have probs, else consistency (default: %(default)s)")
     stage2.add_argument("--selection-quantile", type=float, default=select.QUANTILE, help="threshold = this quantile of the confidences HDL gives hidden given labels (default: %(default)s)")
     stage2.add_argument("--class-quota", choices=select.CLASS_QUOTAS, default="uniform", help="most labels a class keeps of those above the threshold: 'labeled' its share of the given labels, 'uniform' an equal share, 'crest' CReST's (N_(C+1-r)/N_1)^(1/alpha) of its own, 'none' no cap (default: %(default)s)")
     stage2.add_argument("--temperature", type=float, default=select.DISTRIBUTION_TEMPERATURE, help="T of --confidence distribution_aware: a class the classifier predicts m_c times is trusted (m_c / max m)^(1/T); DASO's 1.5 where labeled and unlabeled class distributions match, 0.3 where not (default: %(default)s)")
@@ -200,10 +200,10 @@ def _selection_report(
 
 def _confidences(options: pipeline.SelectionOptions, inputs: RelabelInputs, relabeling: pipeline.Relabeling) -> dict:
     """Every confidence of HDL's labels these inputs allow: none that needs probs without them, nor
-    knn_margin and distribution_aware where the k-NN vote is too large to run."""
+    knn_margin where the k-NN vote is too large to run."""
     unavailable = set() if inputs.probs is not None else set(NEEDS_PROBS)
     if "knn_vote" in baselines.skipped_at_size(len(inputs.labels), int((inputs.labels >= 0).sum()), inputs.n_classes, inputs.embeddings.shape[1]):
-        unavailable |= {"knn_margin", "distribution_aware"}
+        unavailable.add("knn_margin")
     return {
         kind: pipeline.confidence_of(kind, options, relabeling, inputs.labels, inputs.embeddings, inputs.probs)
         for kind in select.CONFIDENCES if kind not in unavailable or kind == options.confidence

@@ -11,9 +11,11 @@ labels it can trust (``rule="confident"``, the default):
    classifier's agreement with HDL's label, a co-training filter (``argmax_agreement``);
    ``distribution_aware``, after DASO's blend (Oh et al., CVPR 2022): ``argmax_agreement`` where
    the classifier agrees with HDL, and where it disagrees the embeddings' support for HDL's
-   label (``knn_margin``) scaled by how much the classifier over-predicts the class it chose
+   label (``consistency``) scaled by how much the classifier over-predicts the class it chose
    instead (``predicted_class_trust``), so a label the classifier disputes from a class it
-   puts too many samples in can still be kept (``distribution_aware``).
+   puts too many samples in can still be kept (``distribution_aware``).  The support is
+   ``consistency`` rather than ``knn_margin``: a vote of the k nearest given labels cannot
+   favour a class with fewer than k/2 given labels, which a long tail's classes have.
 2. A threshold calibrated on the hold-out folds that choose k: HDL relabels each fold with
    part of the given labels hidden, and the threshold is the ``quantile`` of the confidences
    it gives the hidden samples (``calibrate_threshold``).  An unlabeled sample is kept when
@@ -23,7 +25,7 @@ labels it can trust (``rule="confident"``, the default):
    above it (``estimated_accuracy``) overstates the accuracy of what is kept.
    ``distribution_aware`` calibrates each kind of label against its own kind of confidence
    (``CALIBRATION``): labels the classifier agrees with against the hidden labels'
-   ``argmax_agreement``, labels it disputes against the hidden labels' ``knn_margin``.  One
+   ``argmax_agreement``, labels it disputes against the hidden labels' ``consistency``.  One
    threshold for both would sit above every disputed label, since the classifier has trained
    on the given labels and agrees with nearly all of them.
 3. Class quotas (``class_quota``, docs/method.md "Which HDL labels stage 2 gets"): of the B
@@ -59,7 +61,7 @@ CONFIDENCES = ("consistency", "agreement", "rank", "knn_margin", "argmax_agreeme
 #: for every confidence but ``distribution_aware``, which calibrates labels the classifier
 #: disputes against the embeddings' support alone
 AGREEING, DISPUTED = "agreeing", "disputed"
-CALIBRATION = {"distribution_aware": {AGREEING: "argmax_agreement", DISPUTED: "knn_margin"}}
+CALIBRATION = {"distribution_aware": {AGREEING: "argmax_agreement", DISPUTED: "consistency"}}
 #: DASO's temperature: 1.5 where the labeled and unlabeled class distributions match, 0.3 where not
 DISTRIBUTION_TEMPERATURE = 1.5
 CLASS_QUOTAS = ("labeled", "uniform", "crest", "none")
@@ -124,12 +126,12 @@ def disputed(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (labels >= 0) & (probs.argmax(axis=1) != labels)
 
 
-def distribution_aware(probs: np.ndarray, labels: np.ndarray, margin: np.ndarray, trust: np.ndarray) -> np.ndarray:
+def distribution_aware(probs: np.ndarray, labels: np.ndarray, support: np.ndarray, trust: np.ndarray) -> np.ndarray:
     """``argmax_agreement`` where the classifier agrees with the label; where it disputes it, the
-    embeddings' ``margin`` (``knn_margin``) times ``trust`` (``predicted_class_trust``) of the class
-    the classifier chose.  0 where there is no label."""
+    embeddings' ``support`` for the label (``neighbour_consistency``) times ``trust``
+    (``predicted_class_trust``) of the class the classifier chose.  0 where there is no label."""
     against = disputed(probs, labels)
-    return np.where(against, trust[probs.argmax(axis=1)] * margin, argmax_agreement(probs, labels))
+    return np.where(against, trust[probs.argmax(axis=1)] * support, argmax_agreement(probs, labels))
 
 
 def label_kinds(kind: str, probs: np.ndarray | None, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -158,7 +160,8 @@ def hdl_confidence(
 
     ``knn_margin`` needs the ``embeddings`` and the ``given`` labels HDL started from (-1 elsewhere),
     and votes with the graph's k; ``argmax_agreement`` needs the model's ``probs``;
-    ``distribution_aware`` all three, the classifier's class counts taken where ``given`` is -1.
+    ``distribution_aware`` the ``probs`` and the ``given`` labels, the classifier's class counts
+    taken where ``given`` is -1.
     """
     if kind == "consistency":
         return neighbour_consistency(graph, result.labels)
@@ -175,10 +178,10 @@ def hdl_confidence(
             raise ValueError('confidence "argmax_agreement" needs the model\'s probabilities')
         return argmax_agreement(probs, result.labels)
     if kind == "distribution_aware":
-        if probs is None or embeddings is None or given is None:
-            raise ValueError('confidence "distribution_aware" needs the model\'s probabilities, the embeddings and the given labels')
-        margin = knn_margin(embeddings, given, result.labels, graph.k)
-        return distribution_aware(probs, result.labels, margin, predicted_class_trust(probs, given < 0, temperature))
+        if probs is None or given is None:
+            raise ValueError('confidence "distribution_aware" needs the model\'s probabilities and the given labels')
+        support = neighbour_consistency(graph, result.labels)
+        return distribution_aware(probs, result.labels, support, predicted_class_trust(probs, given < 0, temperature))
     raise ValueError(f"confidence must be one of {CONFIDENCES}, not {kind!r}")
 
 
