@@ -1,4 +1,4 @@
-"""benchmarks/tune_selection.py end to end on a tiny workflow-shaped tree: two long-tailed digits cells,
+"""studies/tune_selection.py end to end on a tiny workflow-shaped tree: two long-tailed digits cells,
 a few stage-1 steps each, then the tuning's relabels, stage-2 runs, tables and choice."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def stage1_cell(results: Path, seed: int) -> None:
 
 
 def tune(results: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(ROOT / "benchmarks" / "tune_selection.py"), "--config", str(ROOT / "config" / "study_lt_tuning.yaml"),
+    command = [sys.executable, str(ROOT / "studies" / "tune_selection.py"), "--config", str(ROOT / "config" / "study_lt_tuning.yaml"),
                "--runs", str(results / "runs"), "--out", str(results / "tuning"), "--steps", "3", "--quotas", "labeled", "uniform"]
     environment = os.environ | {"PYTHONPATH": str(ROOT)}
     return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=results, check=False)

@@ -3,7 +3,7 @@ labels best, and which class quota gives stage 2 the most (docs/results.md, "Pre
 long-tailed Fashion-MNIST").
 
     snakemake --snakefile workflow/Snakefile --configfile config/study_lt_tuning.yaml --cores 2 --until embed
-    python benchmarks/tune_selection.py --config config/study_lt_tuning.yaml --runs results/runs --out results/tuning
+    python studies/tune_selection.py --config config/study_lt_tuning.yaml --runs results/runs --out results/tuning
 
 For every cell under ``--runs`` with a finished stage 1 and ``round~1/embed.npz``, with the config's
 ``hdl`` settings for everything but the confidence and the quota:
