@@ -1,4 +1,4 @@
-"""Stage-2 runs from finished stage-1 checkpoints, for the benchmark scripts that compare stage-2 rules
+"""Stage-2 runs from finished stage-1 checkpoints, for the study scripts that compare stage-2 rules
 (compare_stage2_lr.py, tune_selection.py): finding the stage-1 runs, the `hdl train` command that
 continues one with the run's own settings, and running it once (a finished run is read back).
 
