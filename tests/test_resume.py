@@ -16,7 +16,7 @@ from hdl.ssl import REGISTRY
 from hdl.training.averaging import EMA
 from hdl.training.loop import Trainer
 from hdl.training.stop_signal import EXIT_STATUS, STOP_SIGNAL
-from training_fixtures import train_interrupted_at
+from training_fixtures import RESUMED_KEYS, train_interrupted_at
 
 ARGUMENTS = [
     "train", "--dataset", "digits", "--labels", "40", "--seed", "3",
@@ -24,9 +24,6 @@ ARGUMENTS = [
     "--set", "batch_size=8", "--set", "uratio=2", "--set", "ema=0.9", "--set", "bn_momentum=0.1",
     "--set", "eval_every=10", "--set", "save_every=10",
 ]
-
-#: what a resumed run's metrics.json must share with an uninterrupted run's (all but its wall time)
-RESUMED_KEYS = ("top1", "balanced_acc", "per_class", "best_top1", "median_last20_top1", "steps", "history", "config")
 
 
 def run_to_the_end(out):
