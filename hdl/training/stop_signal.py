@@ -1,7 +1,7 @@
 """Stopping a training run cleanly before a SLURM time limit.
 
 The train rules ask SLURM for ``STOP_SIGNAL`` a margin before the job's time limit
-(``resources.train.time_limit_margin_s``, ``hdl.workflow.time_limit_warning``).
+(``resources.time_limit_margin_s``, ``hdl.workflow.time_limit_warning``).
 ``hdl train`` catches it with ``stop_on_signal``, whose handler only records it: the
 loop looks between steps, saves a checkpoint at the next step boundary and raises
 ``TrainingStopped``; ``hdl train`` then exits with ``EXIT_STATUS``.  Snakemake counts
