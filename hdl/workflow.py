@@ -12,11 +12,13 @@ replacing the keys it gives of the ones before; its split options from
 from __future__ import annotations
 
 import shlex
+import signal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hdl import layout
 from hdl.errors import UserError
+from hdl.training.stop_signal import STOP_SIGNAL
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 #: the setting that becomes `hdl train --steps` in each stage; `arch` becomes --arch, every other key --set
@@ -250,3 +252,27 @@ def wandb_flags(config: Mapping[str, Any], cell: Mapping[str, str], name: str) -
 def uses_gpu(config: Mapping[str, Any]) -> int:
     """GPUs a train or embed job asks the scheduler for."""
     return 0 if config["device"] == "cpu" else 1
+
+
+def time_limit_warning(config: Mapping[str, Any]) -> str:
+    """A training job's sbatch option (its ``slurm_extra``): ``STOP_SIGNAL`` ``resources.time_limit_margin_s``
+    before the time limit, on which `hdl train` saves and stops (``hdl.training.stop_signal``).
+
+    Not ``B:USR1``: that signals only the batch shell, which would die of it. Without ``B:``, SLURM
+    signals every process of the job's steps, the Snakemake and the shell that run `hdl train` as
+    well (``ignore_stop_signal``)."""
+    margin, runtime = config["resources"]["time_limit_margin_s"], config["resources"]["train"]["runtime"]
+    if margin >= 60 * runtime:
+        raise ConfigError(
+            f"resources.time_limit_margin_s: {margin} s is not shorter than resources.train.runtime ({runtime} min), "
+            "so every training job would stop as it starts; lower the margin or raise the runtime"
+        )
+    return f"--signal={STOP_SIGNAL.name.removeprefix('SIG')}@{margin}"
+
+
+def ignore_stop_signal() -> None:
+    """Make this Snakemake, and the shells of the jobs it runs, ignore SLURM's time-limit warning.
+
+    It reaches every process of a job step, and would kill them (and the job with them) before
+    `hdl train` could save; `hdl train` replaces the ignoring it inherits with its own handler."""
+    signal.signal(STOP_SIGNAL, signal.SIG_IGN)

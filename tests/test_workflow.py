@@ -223,6 +223,16 @@ def test_check_config_names_an_unknown_data_set_or_method_key(schema):
     assert "grid.settings[0].split.include_labelled: unknown key" in message
 
 
+def test_training_jobs_ask_slurm_for_the_stop_signal_the_margin_before_their_time_limit():
+    resources = {"train": {"threads": 1, "mem_mb": 1000, "runtime": 10}, "time_limit_margin_s": 300}
+    assert workflow.time_limit_warning({"resources": resources}) == "--signal=USR1@300"
+    # a warning due as the job starts would stop every attempt at its first step
+    resources["train"]["runtime"] = 5
+    with pytest.raises(workflow.ConfigError, match=r"resources\.time_limit_margin_s: 300 s is not shorter than "
+                                                   r"resources\.train\.runtime \(5 min\)"):
+        workflow.time_limit_warning({"resources": resources})
+
+
 STUDY_LT = ROOT / "config" / "study_lt.yaml"
 TUNED_KEYS = ("confidence", "class_quota")
 

@@ -5,6 +5,9 @@ import pytest
 from hdl.cli import main
 from hdl.training.loop import Trainer
 
+#: what a resumed run's metrics.json must share with an uninterrupted run's (all but its wall time)
+RESUMED_KEYS = ("top1", "balanced_acc", "per_class", "best_top1", "median_last20_top1", "steps", "history", "config")
+
 
 class Interrupted(Exception):
     pass

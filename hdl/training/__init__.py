@@ -8,6 +8,7 @@
 - ``progress``: the progress bar;
 - ``inference``: predictions in batches, bf16 autocast, accuracy;
 - ``checkpoint``: saving and loading, RNG states, metrics.json's summary;
+- ``stop_signal``: stopping at a step boundary on SLURM's time-limit warning, to resume in the retry;
 - ``loop``: the ``Trainer``, which holds the others and steps them;
 - ``train_cli``: ``hdl train``, which builds a ``Trainer`` from the command line and runs it;
 - ``embed_cli``: ``hdl embed``, a checkpoint's embeddings and probabilities.

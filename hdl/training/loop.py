@@ -36,21 +36,14 @@ from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
 from hdl.track import Tracker, TrackingOptions
 from hdl.training.averaging import EMA, AveragingRates, averaging_rates
-from hdl.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    config_differences,
-    load_checkpoint,
-    rng_states,
-    save_checkpoint,
-    seed_everything,
-    set_rng_states,
-    summarise,
-)
+from hdl.training.checkpoint import CHECKPOINT_FORMAT, config_differences, load_checkpoint, rng_states, save_checkpoint
+from hdl.training.checkpoint import seed_everything, set_rng_states, summarise
 from hdl.training.compiling import compile_step
 from hdl.training.inference import MixedPrecision, accuracy_metrics, predict, uses_bf16
 from hdl.training.optim import cosine_lr, make_optimizer, stage2_learning_rate
 from hdl.training.progress import progress_bar
 from hdl.training.settings import RunConfig, run_identity
+from hdl.training.stop_signal import StopRequest, TrainingStopped
 from hdl.training.streams import EpochShuffler, TrainingData, stream_seed, to_device
 
 
@@ -236,8 +229,9 @@ class Trainer:
 
     # -- the loop
 
-    def fit(self, out_dir: str | Path, tracking: TrackingOptions, progress: bool = True) -> dict[str, Any]:
-        """Train to ``steps``, resuming from ``out_dir/checkpoint.pt`` if there is one; write and return the metrics."""
+    def fit(self, out_dir: str | Path, tracking: TrackingOptions, progress: bool = True, stop: StopRequest | None = None) -> dict[str, Any]:
+        """Train to ``steps``, resuming from ``out_dir/checkpoint.pt`` if there is one; write and return the metrics.
+        Once ``stop`` has its signal (SLURM's time-limit warning), save at the next step boundary and raise ``TrainingStopped``."""
         train, steps = self.config.train, self.config.steps
         out_dir = Path(out_dir)
         checkpoint_path, metrics_path = out_dir / "checkpoint.pt", out_dir / "metrics.json"
@@ -246,6 +240,7 @@ class Trainer:
             if self.step >= steps and metrics_path.exists():
                 rewrite = "delete it: rerunning this command rewrites it from checkpoint.pt"
                 return read_metrics(metrics_path, self.config.as_dict(), "this run", rewrite)
+            print(f"resuming from {checkpoint_path} at step {self.step} of {steps}", flush=True)
         elif self.config.init:
             self.continue_from(self.config.init)
 
@@ -265,7 +260,8 @@ class Trainer:
             done = self.step == steps
             log_due = self.step % train.log_every == 0 or done
             eval_due = self.step % train.eval_every == 0 or done
-            save_due = self.step % train.save_every == 0 or done
+            stopping = stop is not None and stop.received and not done
+            save_due = self.step % train.save_every == 0 or done or stopping
             if self.step % check_every == 0 or log_due or eval_due or save_due:
                 bad_step = int(first_nonfinite)
                 if bad_step >= 0:
@@ -293,6 +289,8 @@ class Trainer:
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 save_checkpoint(checkpoint_path, self.state_dict())
+                if stopping:
+                    raise TrainingStopped(self.step, steps, checkpoint_path)
         bar.close()
         metrics = summarise(self.state_dict())
         write_json(metrics_path, metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,10 +100,17 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
 
 def run(args: argparse.Namespace) -> int:
     from hdl.track import TrackingOptions
+    from hdl.training.stop_signal import EXIT_STATUS, TrainingStopped, stop_on_signal
 
-    trainer = build_trainer(args)
-    tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
-    metrics = trainer.fit(args.out, tracking, progress=not args.no_progress)
+    # from the start: a time-limit warning while the data loads stops the run after its first step
+    with stop_on_signal() as stop:
+        trainer = build_trainer(args)
+        tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
+        try:
+            metrics = trainer.fit(args.out, tracking, progress=not args.no_progress, stop=stop)
+        except TrainingStopped as stopped:
+            print(f"hdl train: {stopped}", file=sys.stderr)
+            return EXIT_STATUS
     print(
         f"{args.method} {args.arch} {args.dataset}: top1 {metrics['top1']:.4f}, balanced_acc {metrics['balanced_acc']:.4f}, "
         f"median_last20_top1 {metrics['median_last20_top1']:.4f} after {metrics['steps']} steps "

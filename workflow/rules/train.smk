@@ -3,6 +3,8 @@
 # saved every `save_every` steps, is deliberately not an output: Snakemake deletes the outputs of a
 # failed job and of a job it reruns, and the checkpoint must survive a kill or a SLURM time-out so
 # that the rerun (or the retry) resumes from it. Later steps find it next to metrics.json.
+# On SLURM a training job is warned resources.time_limit_margin_s before its time limit (slurm_extra):
+# `hdl train` saves its checkpoint after the current step and exits 75, and the retry resumes from it.
 rule train_stage1:
     input:
         split=layout.split_file,
@@ -23,6 +25,7 @@ rule train_stage1:
         gpu=hdl.workflow.uses_gpu(config),
         mem_mb=mem_mb("train"),
         runtime=runtime_minutes("train"),
+        slurm_extra=hdl.workflow.time_limit_warning(config),
     shell:
         "hdl train --dataset {wildcards.dataset} --labels {wildcards.labels} --imbalance {wildcards.imbalance}"
         " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} {params.train}"
@@ -53,6 +56,7 @@ rule train_stage2:
         gpu=hdl.workflow.uses_gpu(config),
         mem_mb=mem_mb("train"),
         runtime=runtime_minutes("train"),
+        slurm_extra=hdl.workflow.time_limit_warning(config),
     shell:
         "hdl train --dataset {wildcards.dataset} --labels {wildcards.labels} --imbalance {wildcards.imbalance}"
         " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} --init {params.start}"
