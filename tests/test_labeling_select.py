@@ -3,13 +3,13 @@ import pytest
 
 from hdl.labeling.hdl import HdlResult
 from hdl.labeling.knn import KnnGraph
+from hdl.labeling.weights import entropy_balanced_weights
 from hdl.labeling.select import (
     argmax_agreement,
     calibrate_threshold,
     class_quotas,
     crest_rates,
     distribution_aware,
-    entropy_balanced_weights,
     hdl_confidence,
     label_kinds,
     predicted_class_trust,
