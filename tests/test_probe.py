@@ -11,6 +11,7 @@ from torch import nn
 
 from hdl.cli import main
 from hdl.data import load_dataset
+from hdl.labeling.pipeline import LabelingOptions, SelectionOptions
 from hdl.training.probe import COVERAGES, LabelProbe, coverage_key
 from hdl.training.streams import TrainingData
 from ssl_fixtures import StandInViews
@@ -41,12 +42,13 @@ def digits(tmp_path_factory):
     return load_dataset("digits", tmp_path_factory.mktemp("data"), False)
 
 
-def probe_on_digits(digits, counts, seed=0, max_unlabeled=10_000):
+def probe_on_digits(digits, counts, seed=0, max_unlabeled=10_000, labeling=LabelingOptions()):
     labels = digits.train_labels
     labeled = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(counts)])
     unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
     data = TrainingData.build(digits, labeled, unlabeled, StandInViews(), torch.device("cpu"))
-    probe = LabelProbe(data, seed, k=0, confidence="consistency", max_unlabeled=max_unlabeled, batch_size=256, bf16=False)
+    probe = LabelProbe(data, seed, labeling, SelectionOptions(confidence="consistency"), max_unlabeled=max_unlabeled,
+                       batch_size=256, bf16=False)
     return probe, len(unlabeled)
 
 

@@ -7,7 +7,9 @@ rates, lets the method compute its loss and steps SGD and the EMA.  The EMA
 model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
 Every ``probe_every`` steps the label probe (``hdl.training.probe``) scores
-the EMA model's argmax and HDL's labels on its embeddings.
+the EMA model's argmax and HDL's labels on its embeddings; a run with
+``--refresh-every E`` replaces its extra labels every E steps with HDL's on
+the EMA model (``hdl.training.refresh``).
 The step reads its changing numbers (the method's clock, the averaging rates)
 from device tensors and never waits for the device, so the method's loss with
 the model can be compiled whole (``compile``, ``hdl.training.compiling``).
@@ -90,7 +92,14 @@ class Trainer:
             from hdl.training.probe import LabelProbe  # imports faiss: only when probing
 
             self.probe = LabelProbe(
-                data, config.seed, train.probe_k, train.probe_confidence, train.probe_samples, train.eval_batch_size, self.bf16
+                data, config.seed, config.labeling, config.selection, train.probe_samples, train.eval_batch_size, self.bf16
+            )
+        self.refresh = None
+        if config.refresh_every:
+            from hdl.training.refresh import LabelRefresh
+
+            self.refresh = LabelRefresh(
+                data, config.refresh_every, config.labeling, config.selection, train.eval_batch_size, self.bf16
             )
         self.seconds = 0.0
         self.tracker_id: str | None = None
@@ -99,6 +108,14 @@ class Trainer:
         seed, start = self.config.seed, self.schedule["start_step"]
         self.labeled_stream = EpochShuffler(len(self.data.labeled_index), stream_seed(seed, 0, start))
         self.unlabeled_stream = EpochShuffler(len(self.data.unlabeled_index), stream_seed(seed, 1, start))
+
+    def refresh_labels(self) -> dict[str, Any]:
+        """Replace the extra labels with HDL's on the EMA model, and draw the labeled stream afresh
+        (from the global step: every refresh a new order); the refresh's record."""
+        global_step = self.schedule["start_step"] + self.step
+        record = self.refresh(self.ema.model, self.step, global_step)
+        self.labeled_stream = EpochShuffler(len(self.data.labeled_index), stream_seed(self.config.seed, 0, global_step))
+        return record
 
     # -- state
 
@@ -121,6 +138,7 @@ class Trainer:
             "history": self.history,
             "last_eval": self.last_eval,
             "probes": self.probes,
+            "refresh": None if self.refresh is None else self.refresh.state_dict(),
             "seconds": self.seconds,
             "sizes": self.data.sizes(),
             "tracker_id": self.tracker_id,
@@ -131,6 +149,8 @@ class Trainer:
         self.ema.model.load_state_dict(state["ema_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state["algorithm"])
+        if self.refresh is not None:  # before the labeled stream, which draws from the refreshed labels
+            self.refresh.load_state_dict(state["refresh"])
         set_rng_states(state["rng"])
         self.labeled_stream.load_state_dict(state["rng"]["labeled_stream"])
         self.unlabeled_stream.load_state_dict(state["rng"]["unlabeled_stream"])
@@ -285,6 +305,8 @@ class Trainer:
             if self.probe is not None and (self.step % train.probe_every == 0 or done):
                 self.probes.append(self.probe(self.ema.model, self.step, self.schedule["start_step"] + self.step))
                 tracker.log(self.probe.tracked_values(self.probes[-1]), self.step)
+            if self.refresh is not None and self.refresh.due(self.step, steps):
+                tracker.log(self.refresh.tracked_values(self.refresh_labels()), self.step)
             if save_due:
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()
