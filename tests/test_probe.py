@@ -71,6 +71,15 @@ def test_probe_scores_embeddings_with_hdl_and_logits_with_argmax(digits):
     assert row["hdl"]["top10"]["accuracy"] >= row["hdl"]["full"]["accuracy"]
 
 
+def test_the_probe_chooses_k_among_the_runs_candidates_not_the_packages(digits):
+    """`hdl.k_candidates` (here 3 and 7, none of the package's 5, 10, 20, 40) reach the probe, as they reach `hdl relabel`."""
+    chosen = [probe_on_digits(digits, [4] * 10, labeling=LabelingOptions(k_candidates=candidates))[0](PixelModel(64, 10), 1, 1)["k"]
+              for candidates in ((3,), (7,), (3, 7))]
+    assert chosen[:2] == [3, 7] and chosen[2] in (3, 7)
+    fixed, _ = probe_on_digits(digits, [4] * 10, labeling=LabelingOptions(k=4))
+    assert fixed(PixelModel(64, 10), 1, 1)["k"] == 4
+
+
 def test_balanced_labels_have_no_head_or_tail(digits):
     probe, _ = probe_on_digits(digits, [4] * 10)
     score = probe(PixelModel(64, 10), 1, 1)["hdl"]["full"]

@@ -69,15 +69,17 @@ def test_a_refresh_of_the_stage_1_model_gives_the_labels_of_hdl_embed_and_relabe
 
 def test_refreshes_replace_the_extra_labels_and_metrics_json_records_them(stage1, tmp_path):
     out = tmp_path / "run"
-    assert main(stage2_argv(stage1, out, 14, "--refresh-every", "6", "--set", "eval_every=7")) == 0
+    assert main(stage2_argv(stage1, out, 12, "--refresh-every", "4", "--set", "eval_every=6")) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     refreshes = metrics["refreshes"]
-    assert [(record["step"], record["global_step"]) for record in refreshes] == [(6, 46), (12, 52)]  # none at the end
+    assert [(record["step"], record["global_step"]) for record in refreshes] == [(4, 44), (8, 48)]  # none at the end
 
-    saved = torch.load(out / "checkpoint.pt", weights_only=True)["refresh"]
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    saved = checkpoint["refresh"]
     index, label = saved["index"].numpy(), saved["label"].numpy()
     last = refreshes[-1]
     assert metrics["num_extra"] == len(index) == last["n_selected"] == sum(last["per_class"])
+    assert len(checkpoint["rng"]["labeled_stream"]["order"]) == 40 + len(index)  # the stream draws from the new labels
     assert np.array_equal(np.bincount(label, minlength=10), last["per_class"])
     truth = load_dataset("digits", tmp_path, False).train_labels
     assert last["accuracy"] == pytest.approx(np.mean(label == truth[index]))
@@ -86,6 +88,7 @@ def test_refreshes_replace_the_extra_labels_and_metrics_json_records_them(stage1
     assert np.isin(index, unlabeled).all() and last["n_unlabeled"] == len(unlabeled)
     for record in refreshes:
         # the confident selection keeps part of what HDL reached, and labels digits far better than chance
+        assert record["coverage"] == record["n_selected"] / record["n_unlabeled"]
         assert 0.2 < record["coverage"] < record["n_reached"] / record["n_unlabeled"] and record["accuracy"] > 0.7
         assert record["k"] in (3, 7) and len(record["per_class_disputed"]) == 10 and record["seconds"] > 0
     # the refreshed labels differ from the ones the run started with
