@@ -488,7 +488,7 @@ def test_tiny_grid_resumes_a_killed_training_job_and_ends_in_tables_and_report(t
     assert "FixMatch + HDL" in accuracy and "digits, 50 labels" in accuracy
     assert re.search(r"\| FixMatch \+ HDL \| \d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
     assert "digits" in (tables / "pseudo_labels.md").read_text()
-    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy"):
+    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy", "refresh"):
         assert (tmp_path / "results/plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = snakemake(tmp_path, "--report", "results/report.html")
