@@ -52,7 +52,7 @@ def test_a_refresh_of_the_stage_1_model_gives_the_labels_of_hdl_embed_and_relabe
     data = trainer.data
     data.replace_extra_labels(wanted["index"][:3], wanted["label"][:3], wanted["weight"][:3])  # seeds are not extras
 
-    record = trainer.refresh_labels()
+    record = trainer.labeling.refresh_labels(trainer)
 
     given = len(data.given_targets)
     assert data.num_extra == len(wanted["index"]) > 100

@@ -6,10 +6,9 @@ step draws a labeled and an unlabeled batch, sets the LR and the averages'
 rates, lets the method compute its loss and steps SGD and the EMA.  The EMA
 model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
-Every ``probe_every`` steps the label probe (``hdl.training.probe``) scores
-the EMA model's argmax and HDL's labels on its embeddings; a run with
-``--refresh-every E`` replaces its extra labels every E steps with HDL's on
-the EMA model (``hdl.training.refresh``).
+Between steps HDL labels with the EMA model (``hdl.training.between_steps``):
+the label probe scores its labels and the argmax's, the label refresh
+replaces stage 2's extra labels with its labels.
 The step reads its changing numbers (the method's clock, the averaging rates)
 from device tensors and never waits for the device, so the method's loss with
 the model can be compiled whole (``compile``, ``hdl.training.compiling``).
@@ -38,6 +37,7 @@ from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
 from hdl.track import Tracker, TrackingOptions
 from hdl.training.averaging import EMA, AveragingRates, averaging_rates
+from hdl.training.between_steps import LabelingBetweenSteps
 from hdl.training.checkpoint import CHECKPOINT_FORMAT, config_differences, load_checkpoint, rng_states, save_checkpoint
 from hdl.training.checkpoint import seed_everything, set_rng_states, summarise
 from hdl.training.compiling import compile_step
@@ -86,21 +86,7 @@ class Trainer:
         self.make_streams()
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
-        self.probes: list[dict[str, Any]] = []
-        self.probe = None
-        if train.probe_every:
-            from hdl.training.probe import LabelProbe  # imports faiss: only when probing
-
-            self.probe = LabelProbe(
-                data, config.seed, config.labeling, config.selection, train.probe_samples, train.eval_batch_size, self.bf16
-            )
-        self.refresh = None
-        if config.refresh_every:
-            from hdl.training.refresh import LabelRefresh
-
-            self.refresh = LabelRefresh(
-                data, config.refresh_every, config.labeling, config.selection, train.eval_batch_size, self.bf16
-            )
+        self.labeling = LabelingBetweenSteps(config, data, self.bf16)
         self.seconds = 0.0
         self.tracker_id: str | None = None
 
@@ -108,14 +94,6 @@ class Trainer:
         seed, start = self.config.seed, self.schedule["start_step"]
         self.labeled_stream = EpochShuffler(len(self.data.labeled_index), stream_seed(seed, 0, start))
         self.unlabeled_stream = EpochShuffler(len(self.data.unlabeled_index), stream_seed(seed, 1, start))
-
-    def refresh_labels(self) -> dict[str, Any]:
-        """Replace the extra labels with HDL's on the EMA model, and draw the labeled stream afresh
-        (from the global step: every refresh a new order); the refresh's record."""
-        global_step = self.schedule["start_step"] + self.step
-        record = self.refresh(self.ema.model, self.step, global_step)
-        self.labeled_stream = EpochShuffler(len(self.data.labeled_index), stream_seed(self.config.seed, 0, global_step))
-        return record
 
     # -- state
 
@@ -137,8 +115,7 @@ class Trainer:
             },
             "history": self.history,
             "last_eval": self.last_eval,
-            "probes": self.probes,
-            "refresh": None if self.refresh is None else self.refresh.state_dict(),
+            **self.labeling.state_dict(),  # probes, refresh
             "seconds": self.seconds,
             "sizes": self.data.sizes(),
             "tracker_id": self.tracker_id,
@@ -149,8 +126,7 @@ class Trainer:
         self.ema.model.load_state_dict(state["ema_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state["algorithm"])
-        if self.refresh is not None:  # before the labeled stream, which draws from the refreshed labels
-            self.refresh.load_state_dict(state["refresh"])
+        self.labeling.load_state_dict(state)
         set_rng_states(state["rng"])
         self.labeled_stream.load_state_dict(state["rng"]["labeled_stream"])
         self.unlabeled_stream.load_state_dict(state["rng"]["unlabeled_stream"])
@@ -158,7 +134,6 @@ class Trainer:
         self.schedule = state["schedule"]
         self.history = state["history"]
         self.last_eval = state["last_eval"]
-        self.probes = state["probes"]
         self.seconds = state["seconds"]
         self.tracker_id = state["tracker_id"]
 
@@ -302,11 +277,7 @@ class Trainer:
                 self.history.append(row)
                 tracker.log({"eval/top1": row["top1"], "eval/balanced_acc": row["balanced_acc"]}, self.step)
                 bar.write(f"step {self.step}: top1 {row['top1']:.4f}  balanced_acc {row['balanced_acc']:.4f}")
-            if self.probe is not None and (self.step % train.probe_every == 0 or done):
-                self.probes.append(self.probe(self.ema.model, self.step, self.schedule["start_step"] + self.step))
-                tracker.log(self.probe.tracked_values(self.probes[-1]), self.step)
-            if self.refresh is not None and self.refresh.due(self.step, steps):
-                tracker.log(self.refresh.tracked_values(self.refresh_labels()), self.step)
+            self.labeling.after_step(self, tracker, done)
             if save_due:
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()
