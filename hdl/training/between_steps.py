@@ -4,7 +4,8 @@ The probe (``hdl.training.probe``, every ``probe_every`` steps and at the last) 
 argmax's and HDL's labels; the refresh (``hdl.training.refresh``, every ``--refresh-every``
 steps but the last) replaces stage 2's extra labels with HDL's, after which the labeled
 stream starts afresh on them, drawn from the cell's seed and the global step (a new order
-at each refresh).  Both import faiss, so a run that uses neither does not import them.
+at each refresh).  Both import faiss: they are imported where a run uses them, so importing
+the trainer does not import faiss.
 """
 
 from __future__ import annotations
