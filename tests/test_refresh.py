@@ -2,15 +2,22 @@
 `hdl relabel` would give, replacing the extra labels, recorded in metrics.json, resumed exactly."""
 
 import json
+import shlex
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from hdl import workflow
 from hdl.cli import build_parser, main
 from hdl.data import load_dataset
-from hdl.training.train_cli import build_trainer
+from hdl.training.train_cli import build_trainer, run_config
 from training_fixtures import train_interrupted_at
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "studies"))  # the study scripts import their neighbours by name
+from stage2_runs import stage2_command  # noqa: E402
 
 CELL = ["--dataset", "digits", "--labels", "40", "--seed", "0", "--method", "fixmatch"]
 TRAIN = [*CELL, "--arch", "wrn-10-1", "--threads", "1", "--no-progress", "--set", "batch_size=16", "--set", "uratio=1",
@@ -127,3 +134,17 @@ def test_a_refresh_needs_extra_labels_that_stay_unlabeled(stage1, tmp_path, caps
             "--out", str(tmp_path / "run"), "--refresh-every", "2", *labels, *extra[1:]]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_study_tools_continue_a_stage_1_run_of_before_the_hdl_flags_with_a_refresh(stage1):
+    """studies/stage2_runs.py: a stage-1 run that recorded the retired probe_k and probe_confidence still
+    continues, with the HDL flags and the refresh it is given."""
+    metrics = json.loads((stage1["init"].parent / "metrics.json").read_text())
+    metrics["config"]["train"] |= {"probe_k": 0, "probe_confidence": "argmax_agreement"}  # as runs of before recorded
+    hdl = {"k": "auto", "k_candidates": [3, 7], "folds": 2, "holdout": 0.2, "wave_rule": "frontier", "vote_weight": "similarity",
+           "max_level": None, "min_agreement": 0.0, "weight": "one", "selection": "confident", "confidence": "distribution_aware",
+           "selection_quantile": 0.1, "class_quota": "uniform", "crest_alpha": 3.0, "temperature": 0.3}
+    flags = (*shlex.split(workflow.relabel_flags({"hdl": hdl})), "--refresh-every", "100")
+    command = stage2_command(metrics, stage1["init"], 10, Path("out"), extra_labels=stage1["extra"], flags=flags)
+    config = run_config(build_parser("train").parse_args(command[command.index("train"):]))
+    assert (config.refresh_every, config.labeling.k_candidates, config.selection.temperature) == (100, (3, 7), 0.3)
