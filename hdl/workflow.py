@@ -183,7 +183,6 @@ def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[s
 def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) -> str:
     """``--arch A --steps T --set key=value ...`` of one training run of ``cell`` (dataset, labels, imbalance, method)."""
     settings = train_settings(config, cell)
-    settings |= {key: value for key, value in probe_settings(config).items() if key not in settings}
     missing = [key for key in ("arch", STEPS_KEYS[stage]) if key not in settings]
     if missing:
         raise ConfigError(f"train.{missing[0]}: not set for {dict(cell)}; give it under train")
@@ -192,14 +191,6 @@ def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) 
         if key not in STEPS_KEYS.values():
             flags += ["--set", f"{key}={_set_value(value)}"]
     return _join(flags)
-
-
-def probe_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The label probe's k and confidence, those `hdl relabel` uses (``hdl.k``, auto as 0, ``hdl.confidence``);
-    a key the config leaves out keeps the trainer's default, which is the schema's."""
-    hdl = config.get("hdl") or {}
-    settings = {"probe_k": 0 if hdl["k"] == "auto" else hdl["k"]} if "k" in hdl else {}
-    return settings | ({"probe_confidence": hdl["confidence"]} if "confidence" in hdl else {})
 
 
 def split_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
@@ -223,6 +214,8 @@ def data_flags(config: Mapping[str, Any]) -> str:
 
 
 def relabel_flags(config: Mapping[str, Any]) -> str:
+    """HDL's and the selection's flags from the ``hdl`` block: `hdl relabel`'s, and every `hdl train`'s (its label
+    probe and refresh label as `hdl relabel` does); the seed is the cell's, thread counts the job's."""
     hdl = config["hdl"]
     flags = ["--k", str(hdl["k"]), "--k-candidates", *map(str, hdl["k_candidates"]), "--folds", str(hdl["folds"]),
              "--holdout", format_value(float(hdl["holdout"])), "--wave-rule", hdl["wave_rule"],
@@ -234,6 +227,13 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
               "--selection-quantile", format_value(float(hdl["selection_quantile"])), "--class-quota", hdl["class_quota"],
               "--crest-alpha", format_value(float(hdl["crest_alpha"])), "--temperature", format_value(float(hdl["temperature"]))]
     return _join(flags)
+
+
+def extra_label_flags(config: Mapping[str, Any], extra_labels: str | Path) -> str:
+    """``--extra-labels PATH`` of stage 2 with HDL labels (a path of ``hdl.layout``, as the rules write
+    their paths), and ``--refresh-every E`` where ``hdl.refresh_every`` is set."""
+    refresh_every = config["hdl"]["refresh_every"]
+    return f"--extra-labels {extra_labels}" + (f" --refresh-every {refresh_every}" if refresh_every else "")
 
 
 def stage2_run_name(round_number: int, variant: str, rounds: int) -> str:

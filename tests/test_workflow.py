@@ -101,6 +101,7 @@ def test_paired_variants_and_rounds_chain_their_checkpoints(tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["grid"]["seeds"] = [0]
     config["hdl"]["rounds"] = 2
+    config["hdl"]["refresh_every"] = 5
     result = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=write_config(tmp_path / "rounds.yaml", config))
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout)["embed"] == 2 and job_counts(result.stdout)["train_stage2"] == 4
@@ -117,8 +118,14 @@ def test_paired_variants_and_rounds_chain_their_checkpoints(tmp_path):
     for stage2 in (round1_hdl, round1_baseline):
         assert f"--init {run}/stage1/checkpoint.pt" in stage2
         assert "--steps 20 " in stage2
-    assert f"--extra-labels {run}/round~1/extra_labels.npz" in round1_hdl
-    assert "--extra-labels" not in round1_baseline
+    assert f"--extra-labels {run}/round~1/extra_labels.npz --refresh-every 5 " in round1_hdl
+    assert "--extra-labels" not in round1_baseline and "--refresh-every" not in round1_baseline
+    # every training run's label probe (and the refresh) labels with `hdl relabel`'s options, the cell's seed included
+    relabel_options = command("relabel", "round~1/relabel.npz").split(" --extra-labels-out ")[1].split(" --threads ")[0]
+    hdl_options = relabel_options.split(" ", 1)[1].replace(" --seed 0", "")
+    assert "--k-candidates 5 10 " in hdl_options and "--confidence argmax_agreement " in hdl_options
+    for training in (command("train", "stage1 "), round1_hdl, round1_baseline):
+        assert f" {hdl_options} " in training and "--seed 0 " in training
     assert f"--init {run}/round~1/variant~hdl/checkpoint.pt" in command("train", "round~2/variant~hdl ")
     assert f"--init {run}/round~1/variant~baseline/checkpoint.pt" in command("train", "round~2/variant~baseline ")
     assert f"--checkpoint {run}/round~1/variant~hdl/checkpoint.pt" in command("embed", "round~2/embed.npz")
@@ -322,16 +329,11 @@ def test_train_flags_merge_dataset_and_method_overrides_and_skip_nulls():
     )
 
 
-def test_the_probe_takes_relabels_k_and_confidence_unless_a_train_block_sets_them():
-    config = {
-        "grid": {"settings": [{"dataset": "cifar10", "labels": [40]}]},
-        "train": {"arch": "wrn-28-2", "stage1_steps": 10, "stage2_steps": 5, "set": {"probe_confidence": "rank"}},
-        "hdl": {"k": 20, "confidence": "agreement"},
-    }
-    flags = workflow.train_flags(config, cell("cifar10", "fixmatch"), stage=1)
-    assert flags == "--arch wrn-28-2 --steps 10 --set probe_confidence=rank --set probe_k=20"
-    config["hdl"]["k"] = "auto"
-    assert workflow.train_flags(config, cell("cifar10", "fixmatch"), stage=1).endswith("--set probe_k=0")
+def test_only_stage_2_with_hdl_labels_refreshes_them():
+    config = {"hdl": {"refresh_every": 0}}
+    assert workflow.extra_label_flags(config, "round~1/extra_labels.npz") == "--extra-labels round~1/extra_labels.npz"
+    config["hdl"]["refresh_every"] = 50
+    assert workflow.extra_label_flags(config, "x.npz") == "--extra-labels x.npz --refresh-every 50"
 
 
 def test_train_settings_apply_the_six_layers_most_specific_last():
@@ -486,7 +488,7 @@ def test_tiny_grid_resumes_a_killed_training_job_and_ends_in_tables_and_report(t
     assert "FixMatch + HDL" in accuracy and "digits, 50 labels" in accuracy
     assert re.search(r"\| FixMatch \+ HDL \| \d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
     assert "digits" in (tables / "pseudo_labels.md").read_text()
-    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy"):
+    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy", "refresh"):
         assert (tmp_path / "results/plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = snakemake(tmp_path, "--report", "results/report.html")

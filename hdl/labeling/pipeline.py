@@ -106,6 +106,41 @@ def relabel(
     return Relabeling(chosen, graph_k, confidence, kinds, chosen_labels, estimated_accuracy, plan, graph_steps)
 
 
+def selection_summary(
+    relabeling: Relabeling, labels: np.ndarray, n_classes: int, probs: np.ndarray | None, truth: np.ndarray | None
+) -> dict:
+    """What stage 2's selection kept of the unlabeled samples (``labels`` < 0), as plain numbers: how many
+    HDL reached, passed the thresholds and were kept (``coverage``: kept / unlabeled), per class of the
+    kept label, per class how many of them the classifier disputes (its argmax differs; with ``probs``),
+    the estimated accuracy and, with ``truth``, the true accuracy overall and per class."""
+    selection, result = relabeling.selection, relabeling.chosen.result
+    unlabeled = labels < 0
+    n_unlabeled = int(unlabeled.sum())
+    kept = selection.labels
+    per_class = np.bincount(kept, minlength=n_classes)
+    per_class_disputed = per_class_accuracy = accuracy = None
+    if probs is not None:
+        disputed = select.disputed(probs[selection.positions], kept)
+        per_class_disputed = np.bincount(kept[disputed], minlength=n_classes).tolist()
+    if truth is not None:
+        correct = kept == truth[selection.positions]
+        accuracy = float(correct.mean()) if len(kept) else None
+        hits = np.bincount(kept, weights=correct, minlength=n_classes)
+        per_class_accuracy = [float(hit / count) if count else None for hit, count in zip(hits, per_class)]
+    return {
+        "n_unlabeled": n_unlabeled,
+        "n_reached": int((unlabeled & (result.labels >= 0)).sum()),
+        "n_above_threshold": selection.n_candidates,
+        "n_selected": len(selection.positions),
+        "coverage": len(selection.positions) / max(n_unlabeled, 1),
+        "per_class": per_class.tolist(),
+        "per_class_disputed": per_class_disputed,
+        "per_class_accuracy": per_class_accuracy,
+        "estimated_accuracy": relabeling.estimated_accuracy,
+        "accuracy": accuracy,
+    }
+
+
 def confidence_of(
     kind: str, options: SelectionOptions, relabeling: Relabeling, labels: np.ndarray, embeddings: np.ndarray, probs: np.ndarray | None
 ) -> np.ndarray:

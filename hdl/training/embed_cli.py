@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from hdl.files import checkpoint_cell, read_checkpoint, read_split, short_reason
     from hdl.io import save_npz
     from hdl.nets import build_net
-    from hdl.training.inference import images_to_tensor, predict, uses_bf16
+    from hdl.training.inference import embeddings_and_probabilities, images_to_tensor, uses_bf16
 
     device = setup_device(args)
     state = read_checkpoint(args.checkpoint, "--checkpoint", cell=Cell(dataset=args.dataset))
@@ -60,12 +60,11 @@ def run(args: argparse.Namespace) -> int:
     images = images_to_tensor(dataset.train_images[index], device)
     mean, std = dataset.channel_stats()
     bf16 = uses_bf16(state["config"]["train"].get("precision", "fp32"), device)
-    logits, features = predict(model, images, Augmenter(mean, std), args.batch_size, bf16)
-    embeddings = torch.nn.functional.normalize(features, dim=1)
+    embeddings, probs = embeddings_and_probabilities(model, images, Augmenter(mean, std), args.batch_size, bf16)
     save_npz(
         args.out,
-        embeddings=embeddings.cpu().numpy().astype(np.float32),
-        probs=torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32),
+        embeddings=embeddings,
+        probs=probs,
         index=index,
         labels=labels,
         truth=dataset.train_labels[index].astype(np.int64),

@@ -60,6 +60,16 @@ def predict(
     return torch.cat(logits), torch.cat(features)
 
 
+def embeddings_and_probabilities(
+    model: nn.Module, images: torch.Tensor, views: Views, batch_size: int, bf16: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """What HDL labels with: the L2-normalised penultimate features of uint8 images, and the model's
+    softmax probabilities, as float32 arrays (`hdl embed`'s, the label probe's and the refresh's)."""
+    logits, features = predict(model, images, views, batch_size, bf16)
+    embeddings = torch.nn.functional.normalize(features, dim=1)
+    return embeddings.cpu().numpy().astype(np.float32), torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
+
+
 def accuracy_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, Any]:
     correct = (predictions == labels).double()
     per_class = torch.bincount(labels, weights=correct, minlength=num_classes) / torch.bincount(

@@ -6,8 +6,9 @@ step draws a labeled and an unlabeled batch, sets the LR and the averages'
 rates, lets the method compute its loss and steps SGD and the EMA.  The EMA
 model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
-Every ``probe_every`` steps the label probe (``hdl.training.probe``) scores
-the EMA model's argmax and HDL's labels on its embeddings.
+Between steps HDL labels with the EMA model (``hdl.training.between_steps``):
+the label probe scores its labels and the argmax's, the label refresh
+replaces stage 2's extra labels with its labels.
 The step reads its changing numbers (the method's clock, the averaging rates)
 from device tensors and never waits for the device, so the method's loss with
 the model can be compiled whole (``compile``, ``hdl.training.compiling``).
@@ -36,6 +37,7 @@ from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
 from hdl.track import Tracker, TrackingOptions
 from hdl.training.averaging import EMA, AveragingRates, averaging_rates
+from hdl.training.between_steps import LabelingBetweenSteps
 from hdl.training.checkpoint import CHECKPOINT_FORMAT, config_differences, load_checkpoint, rng_states, save_checkpoint
 from hdl.training.checkpoint import seed_everything, set_rng_states, summarise
 from hdl.training.compiling import compile_step
@@ -84,14 +86,7 @@ class Trainer:
         self.make_streams()
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
-        self.probes: list[dict[str, Any]] = []
-        self.probe = None
-        if train.probe_every:
-            from hdl.training.probe import LabelProbe  # imports faiss: only when probing
-
-            self.probe = LabelProbe(
-                data, config.seed, train.probe_k, train.probe_confidence, train.probe_samples, train.eval_batch_size, self.bf16
-            )
+        self.labeling = LabelingBetweenSteps(config, data, self.bf16)
         self.seconds = 0.0
         self.tracker_id: str | None = None
 
@@ -120,7 +115,7 @@ class Trainer:
             },
             "history": self.history,
             "last_eval": self.last_eval,
-            "probes": self.probes,
+            **self.labeling.state_dict(),  # probes, refresh
             "seconds": self.seconds,
             "sizes": self.data.sizes(),
             "tracker_id": self.tracker_id,
@@ -131,6 +126,7 @@ class Trainer:
         self.ema.model.load_state_dict(state["ema_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state["algorithm"])
+        self.labeling.load_state_dict(state)
         set_rng_states(state["rng"])
         self.labeled_stream.load_state_dict(state["rng"]["labeled_stream"])
         self.unlabeled_stream.load_state_dict(state["rng"]["unlabeled_stream"])
@@ -138,7 +134,6 @@ class Trainer:
         self.schedule = state["schedule"]
         self.history = state["history"]
         self.last_eval = state["last_eval"]
-        self.probes = state["probes"]
         self.seconds = state["seconds"]
         self.tracker_id = state["tracker_id"]
 
@@ -282,9 +277,7 @@ class Trainer:
                 self.history.append(row)
                 tracker.log({"eval/top1": row["top1"], "eval/balanced_acc": row["balanced_acc"]}, self.step)
                 bar.write(f"step {self.step}: top1 {row['top1']:.4f}  balanced_acc {row['balanced_acc']:.4f}")
-            if self.probe is not None and (self.step % train.probe_every == 0 or done):
-                self.probes.append(self.probe(self.ema.model, self.step, self.schedule["start_step"] + self.step))
-                tracker.log(self.probe.tracked_values(self.probes[-1]), self.step)
+            self.labeling.after_step(self, tracker, done)
             if save_due:
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()

@@ -80,6 +80,15 @@ class TrainingData:
             num_extra=0 if extra is None else len(extra[0]),
         )
 
+    def replace_extra_labels(self, index: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
+        """The extra labels become these (a label refresh): the split's labels stay first."""
+        given = len(self.labeled_index) - self.num_extra
+        device = self.labeled_index.device
+        self.labeled_index = torch.cat([self.labeled_index[:given], torch.as_tensor(index, dtype=torch.int64, device=device)])
+        self.labeled_targets = torch.cat([self.labeled_targets[:given], torch.as_tensor(labels, dtype=torch.int64, device=device)])
+        self.labeled_weights = torch.cat([self.labeled_weights[:given], torch.as_tensor(weights, dtype=torch.float32, device=device)])
+        self.num_extra = len(index)
+
     @property
     def given_targets(self) -> torch.Tensor:
         """The labels the split gives (without the extra ones)."""
@@ -120,6 +129,7 @@ class EpochShuffler:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.order = state["order"]
+        self.size = len(self.order)  # the labeled set's size changes where a refresh replaced the extra labels
         self.position = state["position"]
 
 
