@@ -11,6 +11,7 @@ BLOCKED = ("faiss", "wandb", "snakemake", "tqdm", "sklearn")  # absent on the de
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_lacks(tmp_path, repo_root):
     blocker = tmp_path / "blocker"
     blocker.mkdir()

@@ -113,6 +113,7 @@ def tune(results: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_tune_selection_reports_confidences_quotas_and_a_choice_and_resumes(tmp_path):
     for seed in (100, 101):
         stage1_cell(tmp_path, seed)

@@ -1,5 +1,7 @@
 """Helpers for training tests."""
 
+from collections.abc import Callable
+
 import pytest
 
 from hdl.cli import main
@@ -13,8 +15,8 @@ class Interrupted(Exception):
     pass
 
 
-def train_interrupted_at(monkeypatch, step: int, argv: list[str]) -> None:
-    """Run `hdl <argv>` in-process and stop it, as a kill would, when the trainer is about to take ``step``."""
+def interrupted_at(monkeypatch, step: int, run: Callable[[], object]) -> None:
+    """Call ``run`` (a training run) and stop it, as a kill would, when its trainer is about to take ``step``."""
     train_step = Trainer.train_step
 
     def interrupt(trainer):
@@ -25,4 +27,9 @@ def train_interrupted_at(monkeypatch, step: int, argv: list[str]) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "train_step", interrupt)
         with pytest.raises(Interrupted):
-            main(argv)
+            run()
+
+
+def train_interrupted_at(monkeypatch, step: int, argv: list[str]) -> None:
+    """Run `hdl <argv>` in-process and stop it, as a kill would, when the trainer is about to take ``step``."""
+    interrupted_at(monkeypatch, step, lambda: main(argv))
