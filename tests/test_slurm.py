@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.ci  # a real slurmctld: CI runs it, a local `make test` leaves it out
 import yaml
 
 from hdl import layout
