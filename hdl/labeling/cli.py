@@ -16,9 +16,6 @@ from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labe
 from hdl.labeling.inputs import RelabelInputs, check_k, load_inputs
 from hdl.stopwatch import Stopwatch
 
-#: confidences that read the classifier's probabilities
-NEEDS_PROBS = ("argmax_agreement", "distribution_aware")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("inputs and outputs")
@@ -82,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     with stopwatch.part("load"):
         inputs = load_inputs(args.embeddings, args.labels, args.probs, args.truth, args.num_classes)
     options = selection_options(args, has_probs=inputs.probs is not None)
-    if options.confidence in NEEDS_PROBS and inputs.probs is None:
+    if options.confidence in select.NEEDS_PROBS and inputs.probs is None:
         raise UserError(f"--confidence {options.confidence} needs the model's probabilities: pass --probs, or the .npz of `hdl embed`")
     n = len(inputs.labels)
     check_k([labeling.k] if labeling.k is not None else list(labeling.k_candidates), n)
@@ -208,7 +205,7 @@ def _selection_report(options: pipeline.SelectionOptions, inputs: RelabelInputs,
 def _confidences(options: pipeline.SelectionOptions, inputs: RelabelInputs, relabeling: pipeline.Relabeling) -> dict:
     """Every confidence of HDL's labels these inputs allow: none that needs probs without them, nor
     knn_margin where the k-NN vote is too large to run."""
-    unavailable = set() if inputs.probs is not None else set(NEEDS_PROBS)
+    unavailable = set() if inputs.probs is not None else set(select.NEEDS_PROBS)
     if "knn_vote" in baselines.skipped_at_size(len(inputs.labels), int((inputs.labels >= 0).sum()), inputs.n_classes, inputs.embeddings.shape[1]):
         unavailable.add("knn_margin")
     return {

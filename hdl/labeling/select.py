@@ -56,6 +56,8 @@ from hdl.labeling.weights import entropy_balanced_weights
 
 RULES = ("confident", "all")
 CONFIDENCES = ("consistency", "agreement", "rank", "knn_margin", "argmax_agreement", "distribution_aware")
+#: the confidences that read the classifier's probabilities
+NEEDS_PROBS = ("argmax_agreement", "distribution_aware")
 #: the confidence that calibrates the threshold of each kind of label (``label_kinds``): one kind
 #: for every confidence but ``distribution_aware``, which calibrates labels the classifier
 #: disputes against the embeddings' support alone
