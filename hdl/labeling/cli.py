@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-import faiss
 import numpy as np
 
 from hdl.cell import cell_arrays
@@ -84,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     n = len(inputs.labels)
     check_k([labeling.k] if labeling.k is not None else list(labeling.k_candidates), n)
     if args.threads:
+        import faiss
+
         faiss.omp_set_num_threads(args.threads)
 
     try:
