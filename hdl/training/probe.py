@@ -56,14 +56,15 @@ class LabelProbe:
     ):
         if confidence not in select.CONFIDENCES:
             raise UserError(f"--set probe_confidence={confidence}: must be one of {', '.join(select.CONFIDENCES)}")
-        given = data.labeled_index[: len(data.given_targets)].cpu().numpy()
-        unlabeled = np.setdiff1d(data.unlabeled_index.cpu().numpy(), given)
+        given = data.host.given_index
+        unlabeled = np.setdiff1d(data.host.unlabeled_index, given)
         if len(unlabeled) > max_unlabeled:
             rng = np.random.default_rng(stream_seed(seed, SUBSAMPLE_STREAM))
             unlabeled = np.sort(rng.choice(unlabeled, max_unlabeled, replace=False))
-        self.positions = torch.as_tensor(np.concatenate([given, unlabeled]), device=data.train_images.device)
-        self.labels = np.concatenate([data.given_targets.cpu().numpy(), np.full(len(unlabeled), -1)]).astype(np.int64)
-        self.truth = data.train_labels[self.positions].cpu().numpy()
+        positions = np.concatenate([given, unlabeled])
+        self.positions = torch.as_tensor(positions, device=data.train_images.device)
+        self.labels = np.concatenate([data.host.given_targets, np.full(len(unlabeled), -1)]).astype(np.int64)
+        self.truth = data.host.train_labels[positions]
         self.evaluated = self.labels < 0
         n = len(self.labels)
         if k and not k < n:
@@ -77,10 +78,7 @@ class LabelProbe:
         """One probe row: the run's ``step``, the method's ``global_step`` (stage 2 continues stage 1's),
         HDL's k, the samples scored, the seconds it took and, per labeler and coverage, its scores."""
         started = time.perf_counter()
-        images = self.data.train_images[self.positions]
-        logits, features = predict(model, images, self.data.views, self.batch_size, self.bf16)
-        probs = torch.softmax(logits, dim=1).cpu().numpy()
-        embeddings = torch.nn.functional.normalize(features, dim=1).cpu().numpy()
+        probs, embeddings = (values.cpu().numpy() for values in self.outputs(model))
         num_classes = self.data.num_classes
         graph = knn.build_knn_graph(embeddings, max(self.k_candidates), seed=self.seed)
         chosen = adaptive.adaptive_hdl(
@@ -106,6 +104,12 @@ class LabelProbe:
             "seconds": time.perf_counter() - started,
             **scores,
         }
+
+    def outputs(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's softmax probabilities and L2-normalised embeddings of the probed samples, on the device."""
+        images = self.data.train_images[self.positions]
+        logits, features = predict(model, images, self.data.views, self.batch_size, self.bf16)
+        return torch.softmax(logits, dim=1), torch.nn.functional.normalize(features, dim=1)
 
     def _score(self, labeling: baselines.Labeling, coverage: float) -> dict[str, Any]:
         score = score_labeler(labeling, self.truth, self.evaluated, coverage, n_classes=self.data.num_classes)
