@@ -100,7 +100,13 @@ class DeviceChecks(TorchDispatchMode):
         if func in (aten._sample_dirichlet.default, aten._fused_sgd_.default):
             FakeTensor._find_common_device(func, tensors)
             return torch.empty_like(args[0]) if func is aten._sample_dirichlet.default else None
-        result = func(*args, **kwargs)
+        try:
+            result = func(*args, **kwargs)
+        except RuntimeError as error:  # some fake kernels check devices themselves, and say so without the op
+            devices = {tensor.device for tensor in tensors}
+            if len(devices) > 1 and not isinstance(error, FakeTensorDeviceMismatchError):
+                raise FakeTensorDeviceMismatchError(func, *sorted(devices, key=str, reverse=True)[:2]) from error
+            raise
         if self.refuse_host_syncs and func in COPIES:
             self.check_copy(func, args, kwargs, result)
         return result
