@@ -19,10 +19,10 @@ adds what the mode lacks for a whole training step:
 - Indexing with an index on another device, which fake tensors allow, as CUDA does: there the index is copied
   over first, and the host waits for the device.
 
-Inside ``DeviceChecks.no_host_syncs()`` (around a training step) it also refuses what makes the host wait for a
-GPU: a copy between host and device other than a non-blocking one from pinned memory (``torch.tensor(...,
-device=...)`` is one: it copies from the host), and reading a value (``.item()``, ``int()``, a shape that depends
-on the data), which the fake mode cannot do anyway.
+Inside ``DeviceChecks.no_host_syncs()`` (around a training step) it also refuses copies that make the host wait
+for a GPU: any copy to the host, and a copy from it unless non-blocking from pinned memory (``torch.tensor(...,
+device=...)`` copies from the host, blocking).  Reading a value (``.item()``, ``int()``, a shape that depends on
+the data) fails everywhere: fake tensors have no values to read.
 
 Each ends in ``DeviceCheckFailed``, naming the op and the line of ``hdl/`` that ran it.
 """
@@ -60,9 +60,7 @@ class DeviceCheckFailed(AssertionError):
 
 
 class HostSync(RuntimeError):
-    def __init__(self, func, reason: str):
-        super().__init__(f"{func} {reason}")
-        self.func, self.reason = func, reason
+    """A copy between host and device that makes the host wait."""
 
 
 class DeviceChecks(TorchDispatchMode):
@@ -120,9 +118,9 @@ class DeviceChecks(TorchDispatchMode):
         if source.device == target.device:
             return
         if target.device.type == "cpu":
-            raise HostSync(func, f"copies {source.device} -> cpu, which waits for the device")
+            raise HostSync(f"{func} copies {source.device} -> cpu, which waits for the device")
         if not (non_blocking and source in self.pinned):
-            raise HostSync(func, f"copies cpu -> {target.device} blocking or from memory that is not pinned, which waits for the device")
+            raise HostSync(f"{func} copies cpu -> {target.device} blocking or from memory that is not pinned, which waits for the device")
 
 
 def deepcopy_fake(tensor: torch.Tensor, memo: dict) -> torch.Tensor:
