@@ -13,9 +13,12 @@ import json
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
 
 from hdl.ssl import REGISTRY
 from hdl.track import TrackingOptions
+from hdl.training.compiling import compile_step
 from hdl.training.loop import Trainer
 from hdl.training.synthetic import random_dataset, random_trainer
 from training_fixtures import interrupted_at
@@ -73,6 +76,7 @@ def test_compiled_and_eager_runs_give_the_same_losses_and_the_step_compiles_once
     # What changes every step (the clock, the warming-up averages' rates) is data: a Python number would recompile.
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
     compiled = losses_over_steps(compiled_trainer, STEPS)
+    assert compiled_trainer.method_loss.failure is None  # compiled indeed, not fallen back to eager
     torch.testing.assert_close(compiled, eager, rtol=LOSS_RTOL, atol=1e-5)
     assert not any(key.startswith("_orig_mod.") for key in compiled_trainer.state_dict()["model"])
 
@@ -103,3 +107,54 @@ def test_a_compiled_runs_checkpoint_resumes_exactly_and_loads_in_an_eager_run(tm
     assert [row["step"] for row in eager["history"]] == [5, 10, 15, 20]
     for eager_row, compiled_row in zip(eager["history"], uninterrupted["history"]):
         assert eager_row["loss"] == pytest.approx(compiled_row["loss"], rel=LOSS_RTOL)
+
+
+class CompilerFailure(RuntimeError):
+    pass
+
+
+def inductor_failing_on(graphs: str, after: int = 0):
+    """A stand-in for Inductor's compile_fx that compiles nothing and raises on the ``graphs`` ("forward" or
+    "backward") it is handed after its first ``after`` calls; up to then its graphs run as traced."""
+    calls = []
+
+    def compile_graph(kind: str):
+        def compile(graph, example_inputs):
+            calls.append(kind)
+            if kind == graphs and calls.count(kind) > after:
+                raise CompilerFailure(f"no {kind} kernels today")
+            return make_boxed_func(graph.forward)
+
+        return compile
+
+    def compile_fx(graph, example_inputs, **_):
+        return aot_autograd(fw_compiler=compile_graph("forward"), bw_compiler=compile_graph("backward"))(graph, example_inputs)
+
+    return compile_fx
+
+
+@pytest.mark.parametrize("graphs, method", [("forward", "fixmatch"), ("backward", "supervised")])
+def test_a_step_that_fails_to_compile_runs_eagerly_with_an_eager_runs_numbers_and_says_why_once(graphs, method, monkeypatch, capsys):
+    monkeypatch.setattr("torch._inductor.compile_fx.compile_fx", inductor_failing_on(graphs))
+    torch._dynamo.reset()
+    eager = tiny_trainer(method, "off")
+    eager_losses = losses_over_steps(eager, 3)
+    falling_back = tiny_trainer(method, "default")
+    losses = losses_over_steps(falling_back, 3)
+
+    assert torch.equal(losses, eager_losses)
+    assert all(torch.equal(a, b) for a, b in zip(falling_back.state_dict()["model"].values(), eager.state_dict()["model"].values()))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if "goes on eagerly" in line] == [falling_back.method_loss.failure] == [
+        f"compile=default (default on cpu) failed, so this run goes on eagerly: CompilerFailure: no {graphs} kernels today"
+    ]
+
+
+def test_a_recompile_that_fails_falls_back_from_that_call_on(monkeypatch, capsys):
+    monkeypatch.setattr("torch._inductor.compile_fx.compile_fx", inductor_failing_on("forward", after=1))
+    torch._dynamo.reset()
+    step = compile_step(lambda x: (x * 2).sum(), "default", torch.device("cpu"))
+    assert step(torch.ones(3)) == 6 and step.failure is None and capsys.readouterr().err == ""
+    assert step(torch.ones(4)) == 8  # a new shape: a recompile, which fails
+    assert step(torch.ones(5)) == 10
+    assert capsys.readouterr().err.splitlines() == [step.failure] and step.failure.endswith("CompilerFailure: no forward kernels today")

@@ -61,7 +61,7 @@ def test_a_refresh_of_the_stage_1_model_gives_the_labels_of_hdl_embed_and_relabe
 
     record = trainer.labeling.refresh_labels(trainer)
 
-    given = len(data.given_targets)
+    given = len(data.host.given_targets)
     assert data.num_extra == len(wanted["index"]) > 100
     assert np.array_equal(data.labeled_index[given:].numpy(), wanted["index"])
     assert np.array_equal(data.labeled_targets[given:].numpy(), wanted["label"])

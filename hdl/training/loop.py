@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hdl.errors import UserError
@@ -58,15 +59,14 @@ class Trainer:
         self.device = device
         train = config.train
         seed_everything(config.seed)
-        self.model = build_net(config.arch, data.num_classes, data.train_images.shape[1], train.bn_momentum).to(device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.algorithm: Algorithm = algorithm_class(config.method)(
-            num_classes=data.num_classes,
-            feature_dim=self.model.feature_dim,
-            config=config.method_config,
-            labeled_distribution=torch.bincount(data.given_targets.cpu(), minlength=data.num_classes).float(),
-        ).to(device)
+        self.model = build_net(config.arch, data.num_classes, data.train_images.shape[1], train.bn_momentum, device)
+        with torch.device(device):  # the method's state and parameters are made on the device
+            self.algorithm: Algorithm = algorithm_class(config.method)(
+                num_classes=data.num_classes,
+                feature_dim=self.model.feature_dim,
+                config=config.method_config,
+                labeled_distribution=np.bincount(data.host.given_targets, minlength=data.num_classes),
+            )
         self.bf16 = uses_bf16(train.precision, device)
         self.forward = MixedPrecision(self.model, enabled=self.bf16)
         self.rates = AveragingRates(self.model, device)

@@ -38,7 +38,7 @@ import torch
 from hdl.errors import UserError
 from hdl.labeling import baselines, pipeline
 from hdl.labeling.evaluate import head_and_tail, score_labeler
-from hdl.training.inference import embeddings_and_probabilities
+from hdl.training.inference import model_outputs
 from hdl.training.streams import TrainingData, stream_seed
 
 COVERAGES = (1.0, 0.5, 0.3, 0.1)
@@ -64,14 +64,15 @@ class LabelProbe:
         batch_size: int,
         bf16: bool,
     ):
-        given = data.labeled_index[: len(data.given_targets)].cpu().numpy()
-        unlabeled = np.setdiff1d(data.unlabeled_index.cpu().numpy(), given)
+        given = data.host.given_index
+        unlabeled = np.setdiff1d(data.host.unlabeled_index, given)
         if len(unlabeled) > max_unlabeled:
             rng = np.random.default_rng(stream_seed(seed, SUBSAMPLE_STREAM))
             unlabeled = np.sort(rng.choice(unlabeled, max_unlabeled, replace=False))
-        self.positions = torch.as_tensor(np.concatenate([given, unlabeled]), device=data.train_images.device)
-        self.labels = np.concatenate([data.given_targets.cpu().numpy(), np.full(len(unlabeled), -1)]).astype(np.int64)
-        self.truth = data.train_labels[self.positions].cpu().numpy()
+        positions = np.concatenate([given, unlabeled])
+        self.positions = torch.as_tensor(positions, device=data.train_images.device)
+        self.labels = np.concatenate([data.host.given_targets, np.full(len(unlabeled), -1)]).astype(np.int64)
+        self.truth = data.host.train_labels[positions]
         self.evaluated = self.labels < 0
         n = len(self.labels)
         if labeling.k is not None and not labeling.k < n:
@@ -87,8 +88,7 @@ class LabelProbe:
         """One probe row: the run's ``step``, the method's ``global_step`` (stage 2 continues stage 1's),
         HDL's k, the samples scored, the seconds it took and, per labeler and coverage, its scores."""
         started = time.perf_counter()
-        images = self.data.train_images[self.positions]
-        embeddings, probs = embeddings_and_probabilities(model, images, self.data.views, self.batch_size, self.bf16)
+        embeddings, probs = (values.cpu().numpy() for values in self.outputs(model))
         relabeling = pipeline.relabel(embeddings, self.labels, self.data.num_classes, probs, self.labeling, self.selection)
         labelings = {
             "argmax": baselines.argmax_labels(probs, self.labels),
@@ -107,6 +107,10 @@ class LabelProbe:
             "seconds": time.perf_counter() - started,
             **scores,
         }
+
+    def outputs(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's embeddings and probabilities of the probed samples, on the device (``model_outputs``)."""
+        return model_outputs(model, self.data.train_images[self.positions], self.data.views, self.batch_size, self.bf16)
 
     def _score(self, labeling: baselines.Labeling, coverage: float) -> dict[str, Any]:
         score = score_labeler(labeling, self.truth, self.evaluated, coverage, n_classes=self.data.num_classes)

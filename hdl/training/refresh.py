@@ -50,10 +50,10 @@ class LabelRefresh:
         batch_size: int,
         bf16: bool,
     ):
-        given = data.labeled_index[: len(data.given_targets)].cpu().numpy()
+        given = data.host.given_index
         # `hdl embed`'s samples and labels: the split's labeled and unlabeled samples in index order
-        self.index = np.union1d(given, data.unlabeled_index.cpu().numpy())
-        self.truth = data.train_labels.cpu().numpy()[self.index]
+        self.index = np.union1d(given, data.host.unlabeled_index)
+        self.truth = data.host.train_labels[self.index]
         self.labels = np.where(np.isin(self.index, given), self.truth, -1).astype(np.int64)
         check_k([labeling.k] if labeling.k is not None else list(labeling.k_candidates), len(self.index))
         self.positions = torch.as_tensor(self.index, device=data.train_images.device)

@@ -50,10 +50,11 @@ class TrainConfig:
     ``compile``: ``torch.compile`` the method's loss with the model's forward
     (and so its backward): ``off``, a ``torch.compile`` mode (``default``,
     ``reduce-overhead`` for CUDA graphs, ``max-autotune``,
-    ``max-autotune-no-cudagraphs``), or ``auto``, what measured best on the
-    device type (``hdl.training.compiling``: eager on CPU, ``reduce-overhead``
-    on CUDA).  It changes how a run computes, not what: a checkpoint resumes
-    under any setting.
+    ``max-autotune-no-cudagraphs``), or ``auto`` (``hdl.training.compiling``):
+    eager on CPU, measured best there (README, figures table), and
+    ``reduce-overhead`` on CUDA, not measured yet.  A step that fails to
+    compile runs eagerly, after one line saying why.  It changes how a run
+    computes, not what: a checkpoint resumes under any setting.
 
     ``extra_labels_leave_unlabeled``: whether ``--extra-labels`` samples also
     leave the unlabeled stream.  Off by default: HDL usually labels every
