@@ -6,7 +6,9 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 CORES ?= 2
-PYTEST_ARGS ?=
+# CI (.ci/run sets CI=true) runs every test; a local `make test` leaves out those marked ci (pyproject.toml).
+# `make test PYTEST_ARGS=` runs them all, `make test PYTEST_ARGS='-m "not slow"'` the fast tests only.
+PYTEST_ARGS ?= $(if $(filter true,$(CI)),,-m "not ci")
 
 .PHONY: run test data clean-results
 

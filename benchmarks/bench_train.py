@@ -11,10 +11,10 @@ step (batch_size * (1 + uratio)), however many views the method makes of it.
 With ``--compile MODE`` each row also runs the step compiled (the trainer's
 ``compile`` setting): its img/s, the speed-up over eager, and the compile time
 (the first step, which compiles the forward and backward; never counted in
-img/s).  Images are random uint8 arrays: speed does not depend on their
-content.  On a GPU the network runs channels_last, as in real runs.  The
-network runs in fp32 unless ``--precision bf16`` asks for bf16 autocast, on
-CPU and GPU alike (``TrainConfig.precision``).
+img/s); a step that fails to compile runs eagerly, and its row says so.  Images are random uint8
+arrays: speed does not depend on their content.  On a GPU the network runs channels_last, as in
+real runs.  The network runs in fp32 unless ``--precision bf16`` asks for bf16 autocast, on CPU
+and GPU alike (``TrainConfig.precision``).
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ def main() -> None:
                     else:
                         row += (f" | {steps_per_second:24.2f} {images:8.0f} {steps_per_second / eager_steps:7.2f}x"
                                 f" {first_step:9.1f} {peak_memory_mb(device):8.0f}")
+                        if trainer.method_loss.failure:
+                            row += " (failed to compile, ran eagerly: see the line above)"
                 print(row, flush=True)
 
 

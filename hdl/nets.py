@@ -139,11 +139,16 @@ class WideResNet(nn.Module):
 ARCH_PATTERN = re.compile(r"wrn-(\d+)-(\d+)")
 
 
-def build_net(arch: str, num_classes: int, in_channels: int, bn_momentum: float = BN_MOMENTUM) -> WideResNet:
-    """Build ``wrn-DEPTH-WIDTH`` (e.g. ``wrn-28-2``); an unknown name is a UserError.
+def build_net(
+    arch: str, num_classes: int, in_channels: int, bn_momentum: float = BN_MOMENTUM, device: torch.device | str = "cpu"
+) -> WideResNet:
+    """Build ``wrn-DEPTH-WIDTH`` (e.g. ``wrn-28-2``) on ``device``; an unknown name is a UserError.
 
     ``bn_momentum`` 0.001 is USB's; the trainer warms it up (``ema_warmup``)
-    so that short runs have usable running statistics.
+    so that short runs have usable running statistics.  Parameters and
+    buffers are created on ``device`` (initialised from its generator), with
+    no CPU copy to move; on CUDA the convolution kernels are channels_last,
+    the layout cuDNN is fastest with.
     """
     from hdl.errors import UserError
 
@@ -151,6 +156,10 @@ def build_net(arch: str, num_classes: int, in_channels: int, bn_momentum: float 
     if match is None:
         raise UserError(f"unknown --arch {arch!r}; use wrn-DEPTH-WIDTH, e.g. wrn-28-2 (CIFAR-10), wrn-28-8 (CIFAR-100), wrn-10-1 (CPU)")
     try:
-        return WideResNet(num_classes, in_channels, int(match.group(1)), int(match.group(2)), bn_momentum)
+        with torch.device(device):
+            net = WideResNet(num_classes, in_channels, int(match.group(1)), int(match.group(2)), bn_momentum)
     except ValueError as error:
         raise UserError(f"--arch {arch}: {error}") from None
+    if torch.device(device).type == "cuda":
+        nn.utils.convert_conv2d_weight_memory_format(net, torch.channels_last)
+    return net

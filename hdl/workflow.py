@@ -12,11 +12,13 @@ replacing the keys it gives of the ones before; its split options from
 from __future__ import annotations
 
 import shlex
+import signal
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hdl import layout
 from hdl.errors import UserError
+from hdl.training.stop_signal import STOP_SIGNAL
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 #: the setting that becomes `hdl train --steps` in each stage; `arch` becomes --arch, every other key --set
@@ -181,7 +183,6 @@ def train_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[s
 def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) -> str:
     """``--arch A --steps T --set key=value ...`` of one training run of ``cell`` (dataset, labels, imbalance, method)."""
     settings = train_settings(config, cell)
-    settings |= {key: value for key, value in probe_settings(config).items() if key not in settings}
     missing = [key for key in ("arch", STEPS_KEYS[stage]) if key not in settings]
     if missing:
         raise ConfigError(f"train.{missing[0]}: not set for {dict(cell)}; give it under train")
@@ -190,14 +191,6 @@ def train_flags(config: Mapping[str, Any], cell: Mapping[str, Any], stage: int) 
         if key not in STEPS_KEYS.values():
             flags += ["--set", f"{key}={_set_value(value)}"]
     return _join(flags)
-
-
-def probe_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The label probe's k and confidence, those `hdl relabel` uses (``hdl.k``, auto as 0, ``hdl.confidence``);
-    a key the config leaves out keeps the trainer's default, which is the schema's."""
-    hdl = config.get("hdl") or {}
-    settings = {"probe_k": 0 if hdl["k"] == "auto" else hdl["k"]} if "k" in hdl else {}
-    return settings | ({"probe_confidence": hdl["confidence"]} if "confidence" in hdl else {})
 
 
 def split_settings(config: Mapping[str, Any], cell: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,6 +204,8 @@ def split_flags(config: Mapping[str, Any], cell: Mapping[str, Any]) -> str:
     """``hdl split`` options of the split of ``cell`` (dataset, labels, imbalance)."""
     split = split_settings(config, cell)
     flags = ["--unlabeled-ratio", format_value(float(split["unlabeled_ratio"]))]
+    if split.get("unlabeled_imbalance") is not None:
+        flags += ["--unlabeled-imbalance", format_value(float(split["unlabeled_imbalance"]))]
     return _join(flags + (["--include-labeled"] if split["include_labeled"] else []))
 
 
@@ -219,6 +214,8 @@ def data_flags(config: Mapping[str, Any]) -> str:
 
 
 def relabel_flags(config: Mapping[str, Any]) -> str:
+    """HDL's and the selection's flags from the ``hdl`` block: `hdl relabel`'s, and every `hdl train`'s (its label
+    probe and refresh label as `hdl relabel` does); the seed is the cell's, thread counts the job's."""
     hdl = config["hdl"]
     flags = ["--k", str(hdl["k"]), "--k-candidates", *map(str, hdl["k_candidates"]), "--folds", str(hdl["folds"]),
              "--holdout", format_value(float(hdl["holdout"])), "--wave-rule", hdl["wave_rule"],
@@ -228,8 +225,15 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
     flags += ["--min-agreement", format_value(float(hdl["min_agreement"])), "--weight", hdl["weight"],
               "--selection", hdl["selection"], "--confidence", hdl["confidence"],
               "--selection-quantile", format_value(float(hdl["selection_quantile"])), "--class-quota", hdl["class_quota"],
-              "--crest-alpha", format_value(float(hdl["crest_alpha"]))]
+              "--crest-alpha", format_value(float(hdl["crest_alpha"])), "--temperature", format_value(float(hdl["temperature"]))]
     return _join(flags)
+
+
+def extra_label_flags(config: Mapping[str, Any], extra_labels: str | Path) -> str:
+    """``--extra-labels PATH`` of stage 2 with HDL labels (a path of ``hdl.layout``, as the rules write
+    their paths), and ``--refresh-every E`` where ``hdl.refresh_every`` is set."""
+    refresh_every = config["hdl"]["refresh_every"]
+    return f"--extra-labels {extra_labels}" + (f" --refresh-every {refresh_every}" if refresh_every else "")
 
 
 def stage2_run_name(round_number: int, variant: str, rounds: int) -> str:
@@ -248,3 +252,27 @@ def wandb_flags(config: Mapping[str, Any], cell: Mapping[str, str], name: str) -
 def uses_gpu(config: Mapping[str, Any]) -> int:
     """GPUs a train or embed job asks the scheduler for."""
     return 0 if config["device"] == "cpu" else 1
+
+
+def time_limit_warning(config: Mapping[str, Any]) -> str:
+    """A training job's sbatch option (its ``slurm_extra``): ``STOP_SIGNAL`` ``resources.time_limit_margin_s``
+    before the time limit, on which `hdl train` saves and stops (``hdl.training.stop_signal``).
+
+    Not ``B:USR1``: that signals only the batch shell, which would die of it. Without ``B:``, SLURM
+    signals every process of the job's steps, the Snakemake and the shell that run `hdl train` as
+    well (``ignore_stop_signal``)."""
+    margin, runtime = config["resources"]["time_limit_margin_s"], config["resources"]["train"]["runtime"]
+    if margin >= 60 * runtime:
+        raise ConfigError(
+            f"resources.time_limit_margin_s: {margin} s is not shorter than resources.train.runtime ({runtime} min), "
+            "so every training job would stop as it starts; lower the margin or raise the runtime"
+        )
+    return f"--signal={STOP_SIGNAL.name.removeprefix('SIG')}@{margin}"
+
+
+def ignore_stop_signal() -> None:
+    """Make this Snakemake, and the shells of the jobs it runs, ignore SLURM's time-limit warning.
+
+    It reaches every process of a job step, and would kill them (and the job with them) before
+    `hdl train` could save; `hdl train` replaces the ignoring it inherits with its own handler."""
+    signal.signal(STOP_SIGNAL, signal.SIG_IGN)

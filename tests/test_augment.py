@@ -1,7 +1,10 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as tvf
+from torchvision.transforms.v2 import InterpolationMode
 
 from hdl.data import augment, randaugment
 from hdl.data.augment import Augmenter
@@ -220,9 +223,57 @@ def test_shear_shifts_rows_in_proportion_to_their_distance_from_the_centre():
 # The augmentations as they were before they became fixed-shape batched ops
 # (per-op sample selection with nonzero, torchvision's ops), frozen as the reference
 # that the batched code must reproduce pixel for pixel from the same draws.
+# Nothing here calls hdl's ops: the geometric ops and Cutout are torchvision's, one image at a time.
+# The two sample the same points; a point within float32 rounding of halfway between two pixels may
+# round either way (2-4 pixels in 1 of 500 random 32x32 images per op differ): the seeded draws below hit none.
 def reference_blend(images, degenerate, factors):
     factors = factors.float().view(-1, 1, 1, 1)
     return (factors * images.float() + (1 - factors) * degenerate.float()).round().clamp(0, 255).to(torch.uint8)
+
+
+def one_by_one(op):
+    """A batch op from ``op(image, magnitude)`` on single images, each with its own magnitude."""
+    return lambda images, magnitudes: torch.stack([op(image, magnitude) for image, magnitude in zip(images, magnitudes.tolist())])
+
+
+def torchvision_affine(image, shear=(0.0, 0.0), translate=(0.0, 0.0)):
+    """About the image centre, nearest neighbour, black outside: PIL's defaults in FixMatch's RandAugment."""
+    return tvf.affine(
+        image, angle=0.0, translate=list(translate), scale=1.0, shear=list(shear), interpolation=InterpolationMode.NEAREST, fill=0
+    )
+
+
+def torchvision_rotate(image, degrees):
+    return tvf.rotate(image, degrees, interpolation=InterpolationMode.NEAREST, fill=0)
+
+
+def torchvision_shear(image, shear, axis):
+    """PIL's shear coefficient s (x_in = x_out + s y_out) is the tangent of torchvision's shear angle."""
+    angles = [0.0, 0.0]
+    angles[axis] = math.degrees(math.atan(shear))
+    return torchvision_affine(image, shear=angles)
+
+
+def torchvision_translate(image, fraction, axis):
+    """PIL samples ``fraction`` of the side further on (``(1, 0, fraction * side, 0, 1, 0)``): the content moves back by it."""
+    shift = [0.0, 0.0]
+    shift[axis] = -fraction * image.shape[-1]
+    return torchvision_affine(image, translate=shift)
+
+
+CUTOUT_GRAY = 127  # the documented fill
+
+
+def reference_cutout(images, sides, centres_y, centres_x):
+    """torchvision's ``erase`` of each image's square, from (centre - side // 2) on, clipped at the borders."""
+    height, width = images.shape[-2:]
+    erased = images.clone()
+    for index, (side, y, x) in enumerate(zip(sides.tolist(), centres_y.tolist(), centres_x.tolist())):
+        top, bottom = max(y - side // 2, 0), min(y - side // 2 + side, height)
+        left, right = max(x - side // 2, 0), min(x - side // 2 + side, width)
+        if bottom > top and right > left:
+            erased[index] = tvf.erase(images[index], top, left, bottom - top, right - left, torch.tensor(CUTOUT_GRAY, dtype=images.dtype))
+    return erased
 
 
 REFERENCE_OPS = {  # name: (function(images, magnitudes), low, high), in the order op indices are drawn
@@ -235,11 +286,11 @@ REFERENCE_OPS = {  # name: (function(images, magnitudes), low, high), in the ord
     "Posterize": (lambda x, m: x & ((255 << (8 - m.floor().long())) & 255).to(torch.uint8).view(-1, 1, 1, 1), 4, 9),
     "Sharpness": (lambda x, m: reference_blend(x, tvf.adjust_sharpness(x, 0.0), m), 0.05, 0.95),
     "Solarize": (lambda x, m: torch.where(x >= m.view(-1, 1, 1, 1), 255 - x, x), 0, 256),
-    "Rotate": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.rotation_matrices(m)), -30, 30),
-    "ShearX": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.shear_x_matrices(m)), -0.3, 0.3),
-    "ShearY": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.shear_y_matrices(m)), -0.3, 0.3),
-    "TranslateX": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.translate_x_matrices(m)), -0.3, 0.3),
-    "TranslateY": (lambda x, m: on_pixels(randaugment.affine_warp, x, randaugment.translate_y_matrices(m)), -0.3, 0.3),
+    "Rotate": (one_by_one(torchvision_rotate), -30, 30),
+    "ShearX": (one_by_one(lambda image, shear: torchvision_shear(image, shear, axis=0)), -0.3, 0.3),
+    "ShearY": (one_by_one(lambda image, shear: torchvision_shear(image, shear, axis=1)), -0.3, 0.3),
+    "TranslateX": (one_by_one(lambda image, fraction: torchvision_translate(image, fraction, axis=0)), -0.3, 0.3),
+    "TranslateY": (one_by_one(lambda image, fraction: torchvision_translate(image, fraction, axis=1)), -0.3, 0.3),
 }
 
 
@@ -271,7 +322,7 @@ def reference_strong(images, randaugment_ops=2, cutout_fraction=0.5):
         augmented = reference_randaugment_step(augmented, step_ops, step_levels)
     side_fractions, centre_y, centre_x = torch.rand(3, batch)
     sides = (side_fractions * cutout_fraction * size).round().long()
-    return augment.cutout(augmented, sides, (centre_y * size).long(), (centre_x * size).long())
+    return reference_cutout(augmented, sides, (centre_y * size).long(), (centre_x * size).long())
 
 
 def test_the_op_table_is_the_documented_one_in_the_reference_order():
@@ -351,7 +402,9 @@ def test_views_trace_as_one_graph_without_host_synchronisation(device, channels,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
+# One shape with every op (Color needs 3 channels) and a side no multiple of the vector width (28): each compile
+# takes seconds to tens of them; the 28x28x1 views compile inside the training step in tests/test_compile.py.
+@pytest.mark.parametrize("channels, size", [(3, 28)])
 @pytest.mark.parametrize("view", ["weak", "strong"])
 def test_inductor_compiled_views_give_the_eager_pixels_from_the_same_seed(monkeypatch, channels, size, view):
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True)  # eager's random numbers

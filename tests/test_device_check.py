@@ -11,6 +11,7 @@ BLOCKED = ("faiss", "wandb", "snakemake", "tqdm", "sklearn")  # absent on the de
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_lacks(tmp_path, repo_root):
     blocker = tmp_path / "blocker"
     blocker.mkdir()
@@ -27,3 +28,13 @@ def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_la
         for precision in ("fp32", "bf16"):
             assert any(line.split()[:2] == [method, precision] and " yes " in line for line in table.splitlines()), (method, precision)
     assert "28x28x1  wrn-10-1  fixmatch" in table
+
+
+@pytest.mark.parametrize("command", ["train", "embed"])
+def test_the_commands_the_device_check_runs_import_none_of_the_packages_the_device_machine_lacks(command, repo_root):
+    # The slow test above finds this too, but only in CI; this one fails in a second, in every `make test`.
+    needed_by_torch_if_there = {"tqdm"}  # torch.hub imports it when installed, and does without
+    lacking = sorted(set(BLOCKED) - needed_by_torch_if_there)
+    probe = f"import sys; from hdl.cli import build_parser; build_parser({command!r}); print(sorted(set({lacking!r}) & set(sys.modules)))"
+    imported = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"

@@ -52,11 +52,26 @@ def test_fairness_loss_value():
     assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
-def freematch_reference(model, batches, seeds, *, ema_momentum, lambda_u, lambda_fairness):
+def fairness_reference(strong_logits, mask, p_tilde, h_tilde):
+    """L_f = -H(SumNorm(p_tilde / h_tilde), SumNorm(p_bar / h_bar)) over the strong predictions of the masked
+    rows, indexed out as USB does; with no masked row there is no fairness loss (USB: ``if mask.sum() > 0``)."""
+    if not mask.any():
+        return torch.tensor(0.0)
+    strong_probs = torch.softmax(strong_logits[mask.bool()], dim=-1)
+    p_bar = strong_probs.mean(dim=0)
+    h_bar = torch.bincount(strong_probs.argmax(dim=-1), minlength=strong_logits.shape[1]).float()
+    target = p_tilde / h_tilde
+    target = target / target.sum()
+    batch_ratio = p_bar * torch.where(h_bar > 0, 1 / h_bar, 0.0)  # USB's replace_inf_to_zero(1 / hist_s)
+    batch_ratio = batch_ratio / batch_ratio.sum()
+    return (target * torch.log(batch_ratio + 1e-12)).sum()
+
+
+def freematch_reference(model, batches, seeds, *, ema_momentum, lambda_u, lambda_fairness, tau=1 / NUM_CLASSES):
     """FreeMatch's loss on consecutive batches as Wang et al. (arXiv 2205.07246) write it: self-adaptive thresholds and fairness.
 
-    The self-adaptive global threshold tau, the class distribution p_tilde and
-    the histogram h_tilde start at 1/C and are updated with each batch's weak
+    The self-adaptive global threshold tau (unless given), the class distribution p_tilde
+    and the histogram h_tilde start at 1/C and are updated with each batch's weak
     predictions before its mask is taken.  Each batch's views are replayed from
     its seed (labeled weak, unlabeled weak, unlabeled strong).  Two conventions
     of USB where the paper is silent: a class absent from the masked batch's
@@ -65,7 +80,7 @@ def freematch_reference(model, batches, seeds, *, ema_momentum, lambda_u, lambda
     """
     views = StandInViews()
     m = ema_momentum
-    tau = torch.tensor(1 / NUM_CLASSES)
+    tau = torch.tensor(tau)
     p_tilde = torch.full((NUM_CLASSES,), 1 / NUM_CLASSES)
     h_tilde = torch.full((NUM_CLASSES,), 1 / NUM_CLASSES)
     losses, masks = [], []
@@ -85,15 +100,7 @@ def freematch_reference(model, batches, seeds, *, ema_momentum, lambda_u, lambda
         strong_logits = model(u_strong)[0]
         loss_u = (mask * nnf.cross_entropy(strong_logits, q_hat, reduction="none")).mean()  # averaged over all mu B rows
 
-        # fairness: L_f = -H(SumNorm(p_tilde / h_tilde), SumNorm(p_bar / h_bar)) over the masked strong predictions
-        strong_probs = torch.softmax(strong_logits[mask.bool()], dim=-1)
-        p_bar = strong_probs.mean(dim=0)
-        h_bar = torch.bincount(strong_probs.argmax(dim=-1), minlength=NUM_CLASSES).float()
-        target = p_tilde / h_tilde
-        target = target / target.sum()
-        batch_ratio = torch.where(h_bar > 0, p_bar / h_bar, torch.zeros_like(p_bar))
-        batch_ratio = batch_ratio / batch_ratio.sum()
-        loss_f = (target * torch.log(batch_ratio + 1e-12)).sum()
+        loss_f = fairness_reference(strong_logits, mask, p_tilde, h_tilde)
         losses.append(loss_s + lambda_u * loss_u + lambda_fairness * loss_f)
         masks.append(mask)
     return losses, masks
@@ -131,19 +138,21 @@ def test_state_survives_a_state_dict_round_trip():
     assert fresh.time_p.item() != pytest.approx(1 / 3)
 
 
-def test_an_empty_mask_adds_no_fairness_loss_and_no_gradient():
+def test_fairness_loss_on_a_mask_is_usbs_on_the_masked_rows_and_nothing_on_an_empty_one():
     torch.manual_seed(0)
     logits = torch.randn(6, 3, requires_grad=True)
     p_model, label_hist = torch.tensor([0.5, 0.3, 0.2]), torch.tensor([0.4, 0.4, 0.2])
-    loss = fairness_loss(logits, p_model, label_hist, torch.zeros(6))
-    (gradient,) = torch.autograd.grad(loss, logits)
+    for mask in (torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0]), torch.zeros(6)):
+        loss = fairness_loss(logits, p_model, label_hist, mask)
+        expected = fairness_reference(logits, mask, p_model, label_hist)
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-6, abs=0)
+        (gradient,) = torch.autograd.grad(loss, logits)
+        expected_gradient = torch.autograd.grad(expected, logits)[0] if expected.requires_grad else torch.zeros_like(logits)
+        assert torch.allclose(gradient, expected_gradient, rtol=1e-5, atol=1e-7)
     assert loss.item() == 0.0 and torch.equal(gradient, torch.zeros_like(logits))
-    mask = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
-    selected = fairness_loss(logits[mask.bool()], p_model, label_hist)  # the masked rows alone, as USB indexes them
-    assert fairness_loss(logits, p_model, label_hist, mask).item() == pytest.approx(selected.item(), rel=1e-6)
 
 
-def test_a_step_whose_mask_is_empty_is_the_loss_without_fairness():
+def test_a_step_whose_mask_is_empty_is_the_papers_loss_without_fairness():
     torch.manual_seed(0)
     model = PixelNet()
     batch = random_batch(4, 7)
@@ -151,6 +160,10 @@ def test_a_step_whose_mask_is_empty_is_the_loss_without_fairness():
     algorithm.time_p.fill_(2.0)  # a threshold no probability reaches
     torch.manual_seed(1)
     loss, logs = algorithm.training_step(model, batch, StepContext(step=0, total_steps=1, views=StandInViews()))
-    assert logs["mask"].item() == 0.0 and logs["loss_fairness"].item() == 0.0
-    assert loss.item() == pytest.approx(logs["loss_x"].item(), rel=1e-6)
-    assert all(torch.isfinite(gradient).all() for gradient in gradients(loss, list(model.parameters())))
+    (expected,), (mask,) = freematch_reference(model, [batch], [1], ema_momentum=0.999, lambda_u=1.0, lambda_fairness=0.5, tau=2.0)
+    assert not mask.any() and logs["mask"].item() == 0.0 and logs["loss_fairness"].item() == 0.0
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    parameters = list(model.parameters())
+    for ours_gradient, reference_gradient in zip(gradients(loss, parameters), gradients(expected, parameters)):
+        assert torch.isfinite(ours_gradient).all()
+        assert torch.allclose(ours_gradient, reference_gradient, rtol=1e-4, atol=1e-6)

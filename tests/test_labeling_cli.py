@@ -121,7 +121,7 @@ def test_default_selection_keeps_fewer_and_more_accurate_labels_within_class_quo
     assert selection["rule"] == "confident" and selection["confidence"] == "argmax_agreement"
     assert 0 < selection["threshold"] <= 1 and 0 < selection["estimated_accuracy"] <= 1
     assert 0.6 < selection["argmax_accuracy"] < 0.8
-    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank", "knn_margin", "argmax_agreement"}
+    assert set(selection["confidence_curves"]) == {"consistency", "agreement", "rank", "knn_margin", "argmax_agreement", "distribution_aware"}
     # the diagnostics rank HDL's labels by the selection's confidence, not by labeling order
     assert report["coverage_curve"]["hdl"] == selection["confidence_curves"]["argmax_agreement"]
     assert report["coverage_curve"]["hdl"] != selection["confidence_curves"]["rank"]
@@ -211,3 +211,74 @@ def test_missing_labels_are_a_clear_error(tmp_path, capsys):
     embeddings = save(tmp_path, embeddings=np.eye(4, dtype=np.float32))["embeddings"]
     assert main(["relabel", "--embeddings", embeddings, "--out", str(tmp_path / "o.npz")]) == 2
     assert "pass --labels" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def long_tailed_digits(tmp_path_factory):
+    """Digits with long-tailed given labels (30 down to 3 per class, IF 10) and the probabilities of a
+    head-biased classifier: it agrees with every given label (it trained on them), but puts 60% of
+    the tail classes' (7-9) other images into a head class (0-2), as the study's classifiers do."""
+    images, truth = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    given_per_class = np.rint(30 * 0.1 ** (np.arange(10) / 9)).astype(int)
+    labels = np.full(len(truth), -1)
+    for c in range(10):
+        labels[rng.choice(np.flatnonzero(truth == c), given_per_class[c], replace=False)] = c
+    predicted = truth.copy()
+    moved = (truth >= 7) & (labels < 0) & (rng.random(len(truth)) < 0.6)
+    predicted[moved] = rng.integers(0, 3, moved.sum())
+    probs = np.full((len(truth), 10), 0.02, dtype=np.float32)
+    probs[np.arange(len(truth)), predicted] = 0.82
+    folder = tmp_path_factory.mktemp("long_tailed_digits")
+    return save(folder, embeddings=images.astype(np.float32), labels=labels, truth=truth, probs=probs), labels, truth, predicted
+
+
+TAIL = [7, 8, 9]
+
+
+def relabel_selection(tmp_path, paths, *options) -> tuple[dict, np.lib.npyio.NpzFile]:
+    report, extra = tmp_path / "report.json", tmp_path / "extra.npz"
+    code = main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--truth", paths["truth"],
+                 "--probs", paths["probs"], "--out", str(tmp_path / "out.npz"), "--report", str(report),
+                 "--extra-labels-out", str(extra), "--k-candidates", "5", "10", "--folds", "2", *options])
+    assert code == 0
+    return json.loads(report.read_text())["selection"], np.load(extra)
+
+
+def test_distribution_aware_keeps_the_tail_labels_a_head_biased_classifier_disputes(tmp_path, long_tailed_digits):
+    paths, labels, truth, predicted = long_tailed_digits
+    agreement, _ = relabel_selection(tmp_path, paths, "--confidence", "argmax_agreement")
+    aware, extra = relabel_selection(tmp_path, paths, "--confidence", "distribution_aware")
+    # argmax_agreement's one threshold, calibrated on given labels the classifier agrees with, vetoes every dispute
+    assert set(aware["thresholds"]) == {"agreeing", "disputed"} and aware["thresholds"]["disputed"] < agreement["threshold"]
+    assert sum(agreement["per_class_disputed"][c] for c in TAIL) == 0
+    disputed_in_tail = sum(aware["per_class_disputed"][c] for c in TAIL)
+    kept_in_tail = {name: sum(selection["per_class"][c] for c in TAIL) for name, selection in (("agreement", agreement), ("aware", aware))}
+    assert disputed_in_tail >= 100 and kept_in_tail["aware"] >= kept_in_tail["agreement"] + disputed_in_tail - 20
+    # the disputed labels it lets in are right, where the classifier is wrong on most of the tail's images
+    in_tail = np.isin(extra["label"], TAIL)
+    tail_kept_accuracy = np.mean(extra["label"][in_tail] == truth[extra["index"][in_tail]])
+    unlabeled_tail = (labels < 0) & np.isin(truth, TAIL)
+    classifier_tail_accuracy = np.mean(predicted[unlabeled_tail] == truth[unlabeled_tail])
+    assert tail_kept_accuracy > 0.95 and classifier_tail_accuracy < 0.5
+    # a lower temperature trusts the classifier's less-predicted classes less, so fewer disputes pass
+    cold, _ = relabel_selection(tmp_path, paths, "--confidence", "distribution_aware", "--temperature", "0.3")
+    assert cold["temperature"] == 0.3 and sum(cold["per_class_disputed"]) < sum(aware["per_class_disputed"])
+
+
+def test_entropy_balanced_keeps_every_label_weighted_by_certainty_and_inverse_class_frequency(tmp_path, long_tailed_digits):
+    paths, labels, truth, _ = long_tailed_digits
+    selection, extra = relabel_selection(tmp_path, paths, "--selection", "all", "--weight", "entropy_balanced")
+    assert selection["weight"] == "entropy_balanced" and selection["n_selected"] == selection["n_reached"]
+    kept_labels, weights = extra["label"], extra["weight"]
+    given_counts = np.bincount(labels[labels >= 0], minlength=10)
+    per_class = given_counts + np.bincount(kept_labels, minlength=10)
+    # zeta: (n / C) / n_c; omega in (0, 1], the most certain kept label's 1
+    zeta = (per_class.sum() / 10) / per_class
+    omega = weights / zeta[kept_labels]
+    assert omega.max() == pytest.approx(1.0) and omega.min() > 0
+    # wrong labels sit in mixed neighbourhoods: their certainty is lower
+    right = kept_labels == truth[extra["index"]]
+    assert omega[~right].mean() < omega[right].mean() - 0.1
+    # a tail label weighs more than a head label: the tail holds fewer labels in all
+    assert zeta[9] > zeta[0]

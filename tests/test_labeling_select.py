@@ -3,12 +3,16 @@ import pytest
 
 from hdl.labeling.hdl import HdlResult
 from hdl.labeling.knn import KnnGraph
+from hdl.labeling.weights import entropy_balanced_weights
 from hdl.labeling.select import (
     argmax_agreement,
     calibrate_threshold,
     class_quotas,
     crest_rates,
+    distribution_aware,
     hdl_confidence,
+    label_kinds,
+    predicted_class_trust,
     knn_margin,
     neighbour_consistency,
     select_pseudo_labels,
@@ -38,26 +42,26 @@ def test_rule_all_keeps_every_new_label_filtered_by_level_and_agreement():
 
 def test_confident_rule_keeps_labels_at_or_above_the_threshold():
     confidence = np.array([1, 1, 0.9, 0.4, 0.8, 0.5, 0.95, 0])
-    selection = select_pseudo_labels(RESULT, confidence, rule="confident", threshold=0.8, weight="confidence")
-    assert selection.positions.tolist() == [2, 4, 6] and selection.threshold == 0.8
+    selection = select_pseudo_labels(RESULT, confidence, rule="confident", thresholds={"all": 0.8}, weight="confidence")
+    assert selection.positions.tolist() == [2, 4, 6] and selection.thresholds == {"all": 0.8}
     assert selection.weights.tolist() == pytest.approx([0.9, 0.8, 0.95])
-    with pytest.raises(ValueError, match="needs a threshold"):
+    with pytest.raises(ValueError, match="needs thresholds"):
         select_pseudo_labels(RESULT, confidence, rule="confident")
 
 
 def test_labeled_quotas_follow_the_given_labels_and_keep_each_class_most_confident():
     confidence = np.array([1, 1, 0.9, 0.95, 0.9, 0.85, 0.97, 0])
     # four pass the threshold, three of class 0; 1:1 given labels allow two per class
-    selection = select_pseudo_labels(RESULT, confidence, "confident", threshold=0.85, class_quota="labeled", labeled=np.array([5, 5]))
+    selection = select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.85}, class_quota="labeled", labeled=np.array([5, 5]))
     assert selection.positions.tolist() == [3, 4, 5, 6] and selection.quotas.tolist() == [2, 2]
     # 3:1 given labels let class 0 keep three of the four places
-    head_heavy = select_pseudo_labels(RESULT, confidence, "confident", threshold=0.85, class_quota="labeled", labeled=np.array([30, 10]))
+    head_heavy = select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.85}, class_quota="labeled", labeled=np.array([30, 10]))
     assert head_heavy.positions.tolist() == [2, 3, 4, 6]
     assert class_quotas("labeled", np.array([6, 4]), np.array([1, 3])).tolist() == [2, 8]
     assert class_quotas("uniform", np.array([6, 4]), np.array([1, 3])).tolist() == [5, 5]
     assert class_quotas("none", np.array([6, 4]), np.array([1, 3])).tolist() == [6, 4]
     with pytest.raises(ValueError, match="needs the given labels"):
-        select_pseudo_labels(RESULT, confidence, "confident", threshold=0.85, class_quota="uniform")
+        select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.85}, class_quota="uniform")
 
 
 def test_crest_keeps_the_share_of_the_mirrored_labeled_count_to_the_power_one_over_alpha():
@@ -80,7 +84,7 @@ def test_on_long_tailed_labels_only_uniform_and_crest_quotas_keep_tail_labels():
     confidence = np.random.default_rng(0).uniform(0.5, 1.0, n)
     kept = {}
     for quota in ("labeled", "uniform", "crest"):
-        selection = select_pseudo_labels(result, confidence, "confident", threshold=0.5, class_quota=quota, labeled=labeled)
+        selection = select_pseudo_labels(result, confidence, "confident", thresholds={"all": 0.5}, class_quota=quota, labeled=labeled)
         kept[quota] = np.bincount(selection.labels, minlength=n_classes)
         for c in range(n_classes):  # each class keeps its most confident labels
             mine = confidence[labels == c]
@@ -131,3 +135,49 @@ def test_argmax_agreement_ranks_every_label_the_classifier_agrees_with_first():
     result = HdlResult(labels, np.ones(4, dtype=np.int64), np.ones(4, dtype=np.float32), np.arange(4), waves=1)
     with pytest.raises(ValueError, match="probabilities"):
         hdl_confidence("argmax_agreement", graph, result)
+
+
+def test_predicted_class_trust_is_dasos_upsilon_of_the_unlabeled_predictions():
+    # the classifier predicts class 0 for 8 unlabeled samples, class 1 for 2, class 2 never
+    probs = np.eye(3)[[0] * 8 + [1] * 2 + [2] * 5]
+    unlabeled = np.arange(15) < 10  # the last five (all class 2) are given labels: not counted
+    assert predicted_class_trust(probs, unlabeled, temperature=1.0).tolist() == pytest.approx([1.0, 0.25, 0.0])
+    assert predicted_class_trust(probs, unlabeled, temperature=0.5).tolist() == pytest.approx([1.0, 0.0625, 0.0])
+    assert predicted_class_trust(probs, unlabeled, temperature=2.0).tolist() == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_distribution_aware_scales_the_embeddings_support_of_a_disputed_label_by_the_trust_of_the_classifiers_class():
+    probs = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
+    labels = np.array([0, 1, 1, -1])  # agreed, disputed (the classifier says 0), agreed, no label
+    support, trust = np.array([0.3, 0.6, 0.9, 1.0]), np.array([0.5, 1.0])
+    assert distribution_aware(probs, labels, support, trust).tolist() == pytest.approx([0.95, 0.5 * 0.6, 0.9, 0.0])
+    kinds = label_kinds("distribution_aware", probs, labels)
+    assert kinds["agreeing"].tolist() == [True, False, True, False] and kinds["disputed"].tolist() == [False, True, False, False]
+    assert list(label_kinds("consistency", probs, labels)) == ["all"]
+
+
+def test_each_kind_of_label_is_kept_against_its_own_threshold():
+    confidence = np.array([1, 1, 0.9, 0.4, 0.8, 0.5, 0.95, 0])
+    disputed = np.array([False, False, False, True, False, True, False, False])
+    kinds = {"agreeing": (LABELS >= 0) & ~disputed, "disputed": disputed}
+    selection = select_pseudo_labels(RESULT, confidence, "confident", thresholds={"agreeing": 0.85, "disputed": 0.45}, kinds=kinds)
+    assert selection.positions.tolist() == [2, 5, 6]  # 0.5 passes as a disputed label, 0.8 fails as an agreeing one
+    with pytest.raises(ValueError, match="kinds"):
+        select_pseudo_labels(RESULT, confidence, "confident", thresholds={"all": 0.5}, kinds=kinds)
+
+
+def test_entropy_balanced_weight_is_neighbour_certainty_times_inverse_class_frequency():
+    #  0, 1: given (class 0, 1); 2, 3, 4: kept HDL labels 0, 0, 1
+    labels = np.array([0, 1, 0, 0, 1])
+    neighbors = np.array([[2, 3], [4, 0], [0, 3], [1, 2], [1, 3]])
+    graph = KnnGraph(neighbors, np.ones((5, 2), dtype=np.float32))
+    weights = entropy_balanced_weights(graph, labels, np.array([2, 3, 4]), labeled=np.array([1, 1]))
+    # sample 2's neighbours agree (entropy 0), 3's and 4's are split (entropy log 2): omega 1, 0, 0
+    # class 0 holds 3 labels, class 1 two: zeta = (5 / 2) / n_c = 5/6 and 5/4
+    assert weights.tolist() == pytest.approx([5 / 6, 0.0, 0.0])
+    uneven = KnnGraph(neighbors, np.array([[1, 1], [1, 1], [1, 1], [0.75, 0.25], [1, 1]], dtype=np.float32))
+    p = 0.75  # sample 3: three quarters of its neighbours' similarity for class 1
+    omega_3 = 1 + (p * np.log(p) + (1 - p) * np.log(1 - p)) / np.log(2)
+    assert entropy_balanced_weights(uneven, labels, np.array([2, 3, 4]), np.array([1, 1])).tolist() == pytest.approx([5 / 6, omega_3 * 5 / 6, 0.0])
+    # scaled so that the most certain kept label has omega 1 (Iscen et al. divide by the largest)
+    assert entropy_balanced_weights(uneven, labels, np.array([3, 4]), np.array([1, 1])).tolist() == pytest.approx([1.0, 0.0])

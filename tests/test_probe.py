@@ -11,6 +11,7 @@ from torch import nn
 
 from hdl.cli import main
 from hdl.data import load_dataset
+from hdl.labeling.pipeline import LabelingOptions, SelectionOptions
 from hdl.training.probe import COVERAGES, LabelProbe, coverage_key
 from hdl.training.streams import TrainingData
 from ssl_fixtures import StandInViews
@@ -41,12 +42,13 @@ def digits(tmp_path_factory):
     return load_dataset("digits", tmp_path_factory.mktemp("data"), False)
 
 
-def probe_on_digits(digits, counts, seed=0, max_unlabeled=10_000):
+def probe_on_digits(digits, counts, seed=0, max_unlabeled=10_000, labeling=LabelingOptions()):
     labels = digits.train_labels
     labeled = np.concatenate([np.flatnonzero(labels == c)[:n] for c, n in enumerate(counts)])
     unlabeled = np.setdiff1d(np.arange(len(labels)), labeled)
     data = TrainingData.build(digits, labeled, unlabeled, StandInViews(), torch.device("cpu"))
-    probe = LabelProbe(data, seed, k=0, confidence="consistency", max_unlabeled=max_unlabeled, batch_size=256, bf16=False)
+    probe = LabelProbe(data, seed, labeling, SelectionOptions(confidence="consistency"), max_unlabeled=max_unlabeled,
+                       batch_size=256, bf16=False)
     return probe, len(unlabeled)
 
 
@@ -67,6 +69,15 @@ def test_probe_scores_embeddings_with_hdl_and_logits_with_argmax(digits):
             assert score["tail"] == pytest.approx(np.mean([score["per_class"][c] for c in (7, 8, 9)]))
     assert row["hdl"]["full"]["accuracy"] > 0.8 > 0.3 > row["argmax"]["full"]["accuracy"]
     assert row["hdl"]["top10"]["accuracy"] >= row["hdl"]["full"]["accuracy"]
+
+
+def test_the_probe_chooses_k_among_the_runs_candidates_not_the_packages(digits):
+    """`hdl.k_candidates` (here 3 and 7, none of the package's 5, 10, 20, 40) reach the probe, as they reach `hdl relabel`."""
+    chosen = [probe_on_digits(digits, [4] * 10, labeling=LabelingOptions(k_candidates=candidates))[0](PixelModel(64, 10), 1, 1)["k"]
+              for candidates in ((3,), (7,), (3, 7))]
+    assert chosen[:2] == [3, 7] and chosen[2] in (3, 7)
+    fixed, _ = probe_on_digits(digits, [4] * 10, labeling=LabelingOptions(k=4))
+    assert fixed(PixelModel(64, 10), 1, 1)["k"] == 4
 
 
 def test_balanced_labels_have_no_head_or_tail(digits):

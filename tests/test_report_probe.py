@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hdl.report import probe_plot
 from hdl.report.collect import collect_runs
 from hdl.report.probe_plot import probe_rows, seed_band
 from hdl.report.probe_table import MOMENTS, probe_display, probe_seed_values, probe_statistics
@@ -23,6 +24,16 @@ PROBES = {
     ("baseline", 25): {"hdl": [(0.72, 0.96), (0.82, 1.00)], "argmax": [(0.52, 0.62), (0.62, 0.82)]},
     ("baseline", 30): {"hdl": [(0.74, 0.97), (0.84, 1.00)], "argmax": [(0.54, 0.64), (0.64, 0.84)]},
 }
+# The same course where the most confident 30% are as accurate as in the study (docs/results/study_lt_probe.csv:
+# 98.9-99.9% for every labeler, moment and setting)
+CONFIDENT = {
+    ("stage1", 10): {"hdl": [(0.60, 0.994), (0.70, 1.00)], "argmax": [(0.40, 0.990), (0.50, 0.998)]},
+    ("stage1", 20): {"hdl": [(0.70, 0.996), (0.80, 1.00)], "argmax": [(0.50, 0.994), (0.60, 0.998)]},
+    ("hdl", 25): {"hdl": [(0.80, 0.998), (0.90, 1.00)], "argmax": [(0.70, 0.996), (0.80, 0.998)]},
+    ("hdl", 30): {"hdl": [(0.85, 0.998), (0.95, 1.00)], "argmax": [(0.75, 0.996), (0.85, 1.00)]},
+    ("baseline", 25): {"hdl": [(0.72, 0.996), (0.82, 1.00)], "argmax": [(0.52, 0.994), (0.62, 0.998)]},
+    ("baseline", 30): {"hdl": [(0.74, 0.996), (0.84, 1.00)], "argmax": [(0.54, 0.988), (0.64, 0.996)]},
+}
 
 
 def probe(global_step: int, scores: dict, seed: int) -> dict:
@@ -35,12 +46,12 @@ def probe(global_step: int, scores: dict, seed: int) -> dict:
                for labeler, values in scores.items()}}
 
 
-def build_tree(tmp_path: Path) -> Path:
+def build_tree(tmp_path: Path, probes: dict = PROBES) -> Path:
     for seed in SEEDS:
         base = seed_dir(tmp_path / "runs", SETTING, "fixmatch", seed)
         for variant in ("stage1", "hdl", "baseline"):
             record = metrics_record(0.8, "fixmatch")
-            record["probes"] = [probe(step, scores, seed) for (v, step), scores in PROBES.items() if v == variant]
+            record["probes"] = [probe(step, scores, seed) for (v, step), scores in probes.items() if v == variant]
             write_json((base / "stage1" if variant == "stage1" else base / "round~1" / f"variant~{variant}")
                        / "metrics.json", record)
     return tmp_path
@@ -69,6 +80,29 @@ def test_aggregate_draws_the_probe_plot_and_writes_its_table(tmp_path):
     png = results / "plots" / "probe_accuracy.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     assert "| stage 2 with HDL labels, last probe | 30 | 2 |" in (results / "tables" / "probe.md").read_text()
+
+
+def drawn_panels(results: Path, monkeypatch) -> dict:
+    """The probe figure's panels of ``results``' runs by their column (probe_plot.PANELS), as drawn."""
+    figures = []
+    monkeypatch.setattr(probe_plot, "save_figure", lambda fig, path: figures.append(fig))
+    metrics, _ = collect_runs(results / "runs")
+    grid = pd.DataFrame([(*SETTING, "fixmatch", seed) for seed in SEEDS], columns=["dataset", "labels", "imbalance", "method", "seed"])
+    probe_plot.plot_probe_accuracy(metrics, grid, results / "probe_accuracy.png")
+    return dict(zip(probe_plot.PANELS, [axis for axis in figures[0].axes if axis.get_visible()]))
+
+
+def test_the_most_confident_30_percent_column_zooms_onto_its_curves(tmp_path, monkeypatch):
+    panels = drawn_panels(build_tree(tmp_path, CONFIDENT), monkeypatch)
+    # the lowest band: the stage-2 baseline's argmax at step 30, seeds 98.8 and 99.6% (mean 99.2, std 0.8 / √2);
+    # the highest reaches 100. A span of 1.4 points: the margin is ZOOM_MARGIN, and the top stays at 100
+    assert panels["top30"].get_ylim() == pytest.approx((99.2 - 0.8 / 2**0.5 - 0.5, 100.0))
+    assert "zoomed" in panels["top30"].get_ylabel()
+    assert panels["full"].get_ylim() == (0.0, 100.0) and "zoomed" not in panels["full"].get_ylabel()
+    # curves spread over half the axis (the argmax's top 30% from 45.9% up): a tenth of the span on each side
+    panels = drawn_panels(build_tree(tmp_path / "spread"), monkeypatch)
+    low = 60.0 - 20.0 / 2**0.5
+    assert panels["top30"].get_ylim() == pytest.approx((low - 0.1 * (100.0 - low), 100.0))
 
 
 def test_probe_table_pairs_hdl_and_argmax_per_seed_at_four_moments(tmp_path):

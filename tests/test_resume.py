@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL after a checkpoint and rerun ends exactly as an uninterrupted run (on CPU)."""
+"""A run killed with SIGKILL after a checkpoint, or stopped by SLURM's time-limit warning, and rerun ends
+exactly as an uninterrupted run (on CPU)."""
 
 import json
 import os
@@ -12,7 +13,10 @@ import torch
 
 from hdl.cli import main
 from hdl.ssl import REGISTRY
-from training_fixtures import train_interrupted_at
+from hdl.training.averaging import EMA
+from hdl.training.loop import Trainer
+from hdl.training.stop_signal import EXIT_STATUS, STOP_SIGNAL
+from training_fixtures import RESUMED_KEYS, train_interrupted_at
 
 ARGUMENTS = [
     "train", "--dataset", "digits", "--labels", "40", "--seed", "3",
@@ -28,7 +32,12 @@ def run_to_the_end(out):
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return run_to_the_end(tmp_path_factory.mktemp("uninterrupted"))
+
+
+def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, uninterrupted):
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "hdl.cli", *ARGUMENTS, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -43,10 +52,41 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path):
     assert not [path.name for path in killed.iterdir() if path.name != "checkpoint.pt"]  # no stray temp files
 
     resumed = run_to_the_end(killed)
-    uninterrupted = run_to_the_end(tmp_path / "uninterrupted")
-    for key in ("top1", "balanced_acc", "per_class", "best_top1", "median_last20_top1", "steps", "history", "config"):
+    for key in RESUMED_KEYS:
         assert resumed[key] == uninterrupted[key], key
     assert len(resumed["history"]) == 6
+
+
+def test_stop_signal_mid_step_saves_at_the_step_boundary_and_the_rerun_matches_an_uninterrupted_run(tmp_path, monkeypatch, capsys, uninterrupted):
+    """SLURM's time-limit warning arrives in step 13, after SGD has moved the weights and before the EMA follows:
+    the run finishes that step, saves at step 14 (no save_every multiple) and exits with the retry status."""
+    train_step = Trainer.train_step
+
+    def step_signalled_midway(trainer):
+        if trainer.step != 13:
+            return train_step(trainer)
+        with monkeypatch.context() as patch:
+            def signal_then_update(decay):
+                os.kill(os.getpid(), STOP_SIGNAL)  # its handler runs here, before the EMA update
+                EMA.update(trainer.ema, decay)
+
+            patch.setattr(trainer.ema, "update", signal_then_update)
+            return train_step(trainer)
+
+    stopped = tmp_path / "stopped"
+    disposition = signal.getsignal(STOP_SIGNAL)
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_step", step_signalled_midway)
+        assert main([*ARGUMENTS, "--out", str(stopped)]) == EXIT_STATUS
+    assert signal.getsignal(STOP_SIGNAL) == disposition  # hdl train handed the signal back
+    assert f"saved {stopped / 'checkpoint.pt'} at step 14 of 60" in capsys.readouterr().err
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["step"] == 14
+    assert not (stopped / "metrics.json").exists()
+
+    resumed = run_to_the_end(stopped)
+    assert f"resuming from {stopped / 'checkpoint.pt'} at step 14 of 60" in capsys.readouterr().out
+    for key in RESUMED_KEYS:
+        assert resumed[key] == uninterrupted[key], key
 
 
 @pytest.mark.slow

@@ -45,6 +45,19 @@ def test_long_tailed_split_counts_and_disjointness():
     assert smaller_ratio.unlabeled_counts(labels, 10)[0] == 1500
 
 
+def test_unlabeled_imbalance_gives_the_unlabeled_set_its_own_profile():
+    labels = balanced_labels(5000, 10)
+    matched = make_split(labels, 10, 300, imbalance=100, seed=1)
+    balanced_unlabeled = make_split(labels, 10, 300, imbalance=100, seed=1, unlabeled_imbalance=1)
+    np.testing.assert_array_equal(matched.labeled_idx, balanced_unlabeled.labeled_idx)
+    assert balanced_unlabeled.unlabeled_counts(labels, 10) == [600] * 10
+    assert matched.unlabeled_counts(labels, 10) == long_tailed_counts(600, 100, 10)
+    reversed_steepness = make_split(labels, 10, 300, imbalance=100, seed=1, unlabeled_imbalance=10)
+    assert reversed_steepness.unlabeled_counts(labels, 10) == long_tailed_counts(600, 10, 10)
+    with pytest.raises(UserError, match="needs long-tailed labels"):
+        make_split(labels, 10, 40, imbalance=1, unlabeled_imbalance=1)
+
+
 def test_same_seed_same_indices_other_seed_other_indices():
     labels = balanced_labels(100, 10)
     first, again, other = (make_split(labels, 10, 40, seed=s) for s in (5, 5, 6))

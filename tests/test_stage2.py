@@ -18,10 +18,19 @@ TINY = [
 STAGE1_STEPS = 12
 
 
-def stage1(tmp_path, method, *extra):
-    out = tmp_path / "stage1"
-    assert main(["train", *TINY, "--method", method, "--steps", str(STAGE1_STEPS), "--out", str(out), *extra]) == 0
-    return out / "checkpoint.pt"
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    """``stage1(method, *extra)``: the checkpoint of a stage-1 run, trained once per module; the tests only read it."""
+    checkpoints = {}
+
+    def checkpoint(method, *extra):
+        if (method, extra) not in checkpoints:
+            out = tmp_path_factory.mktemp("stage1")
+            assert main(["train", *TINY, "--method", method, "--steps", str(STAGE1_STEPS), "--out", str(out), *extra]) == 0
+            checkpoints[method, extra] = out / "checkpoint.pt"
+        return checkpoints[method, extra]
+
+    return checkpoint
 
 
 def stage2_args(tmp_path, method, init, steps=3, *extra):
@@ -37,8 +46,8 @@ def continued_trainer(tmp_path, method, init, *extra):
     return trainer
 
 
-def test_freematch_thresholds_carry_over(tmp_path):
-    init = stage1(tmp_path, "freematch", "--set", "uratio=2")
+def test_freematch_thresholds_carry_over(tmp_path, stage1):
+    init = stage1("freematch", "--set", "uratio=2")
     saved = torch.load(init, weights_only=True)
     trainer = continued_trainer(tmp_path, "freematch", init)
     for name in ("time_p", "p_model", "label_hist"):
@@ -52,16 +61,16 @@ def test_freematch_thresholds_carry_over(tmp_path):
     assert history[0]["tau"] == pytest.approx(saved["algorithm"]["time_p"].item(), abs=1e-3)
 
 
-def test_remixmatch_alignment_buffers_and_rotation_head_carry_over(tmp_path):
-    init = stage1(tmp_path, "remixmatch", "--set", "num_strong=1")
+def test_remixmatch_alignment_buffers_and_rotation_head_carry_over(tmp_path, stage1):
+    init = stage1("remixmatch", "--set", "num_strong=1")
     saved = torch.load(init, weights_only=True)
     trainer = continued_trainer(tmp_path, "remixmatch", init, "--set", "num_strong=1")
     for name in ("recent_predictions", "rotation_head.weight", "rotation_head.bias"):
         assert torch.equal(trainer.algorithm.state_dict()[name], saved["algorithm"][name])
 
 
-def test_model_ema_and_optimizer_momentum_carry_over(tmp_path):
-    init = stage1(tmp_path, "fixmatch")
+def test_model_ema_and_optimizer_momentum_carry_over(tmp_path, stage1):
+    init = stage1("fixmatch")
     saved = torch.load(init, weights_only=True)
     trainer = continued_trainer(tmp_path, "fixmatch", init)
     assert torch.equal(trainer.model.state_dict()["classifier.weight"], saved["model"]["classifier.weight"])
@@ -73,8 +82,8 @@ def test_model_ema_and_optimizer_momentum_carry_over(tmp_path):
     assert trainer.schedule["start_step"] == STAGE1_STEPS and trainer.step == 0
 
 
-def test_mixmatch_unlabeled_weight_is_full_from_the_first_step(tmp_path):
-    init = stage1(tmp_path, "mixmatch")  # ramp-up over 0.4 of 12 steps: finished in stage 1
+def test_mixmatch_unlabeled_weight_is_full_from_the_first_step(tmp_path, stage1):
+    init = stage1("mixmatch")  # ramp-up over 0.4 of 12 steps: finished in stage 1
     _, argv = stage2_args(tmp_path, "mixmatch", init)
     assert main(argv) == 0
     history = json.loads((tmp_path / "stage2" / "metrics.json").read_text())["history"]
@@ -82,8 +91,8 @@ def test_mixmatch_unlabeled_weight_is_full_from_the_first_step(tmp_path):
 
 
 @pytest.mark.parametrize("rule", ["hold", "anneal", "restart"])
-def test_stage2_learning_rate(tmp_path, rule):
-    init = stage1(tmp_path, "supervised")
+def test_stage2_learning_rate(tmp_path, rule, stage1):
+    init = stage1("supervised")
     last_stage1_lr = cosine_lr(0.03, STAGE1_STEPS - 1, STAGE1_STEPS)
     assert torch.load(init, weights_only=True)["last_lr"] == pytest.approx(last_stage1_lr)
     _, argv = stage2_args(tmp_path, "supervised", init, 3, "--set", f"stage2_lr={rule}")
@@ -95,8 +104,8 @@ def test_stage2_learning_rate(tmp_path, rule):
     assert stage2_learning_rate(rule, 0.03, last_stage1_lr, 0, 3) == pytest.approx(start)
 
 
-def test_stage2_must_continue_the_same_method(tmp_path, capsys):
-    init = stage1(tmp_path, "supervised")
+def test_stage2_must_continue_the_same_method(tmp_path, capsys, stage1):
+    init = stage1("supervised")
     _, argv = stage2_args(tmp_path, "fixmatch", init)
     assert main(argv) == 2
     assert "continues the same method" in capsys.readouterr().err
@@ -105,8 +114,8 @@ def test_stage2_must_continue_the_same_method(tmp_path, capsys):
     assert "does not fit --arch wrn-10-2" in capsys.readouterr().err
 
 
-def test_both_variants_draw_the_same_new_streams(tmp_path):
-    init = stage1(tmp_path, "fixmatch")
+def test_both_variants_draw_the_same_new_streams(tmp_path, stage1):
+    init = stage1("fixmatch")
     first = continued_trainer(tmp_path, "fixmatch", init)
     second = continued_trainer(tmp_path, "fixmatch", init)
     assert torch.equal(first.unlabeled_stream.next(16), second.unlabeled_stream.next(16))
@@ -121,8 +130,8 @@ def test_warmed_up_averages_start_fast_and_reach_the_published_values():
     assert 1 - warmed_up_decay(1.0, 2**20) < 0.001  # BatchNorm momentum back at its published 0.001
 
 
-def test_an_interrupted_stage2_resumes_exactly(tmp_path, monkeypatch):
-    init = stage1(tmp_path, "freematch", "--set", "uratio=2")
+def test_an_interrupted_stage2_resumes_exactly(tmp_path, monkeypatch, stage1):
+    init = stage1("freematch", "--set", "uratio=2")
     _, argv = stage2_args(tmp_path, "freematch", init, 6, "--set", "save_every=3", "--set", "stage2_lr=anneal")
     uninterrupted_argv = [*argv, "--out", str(tmp_path / "uninterrupted")]  # the last --out wins
     assert main(uninterrupted_argv) == 0

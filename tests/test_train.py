@@ -11,6 +11,7 @@ from torch import nn
 from hdl.cli import build_parser, main
 from hdl.data import load_dataset
 from hdl.errors import UserError
+from hdl.labeling.pipeline import LabelingOptions, SelectionOptions
 from hdl.nets import build_net
 from hdl.training.train_cli import run_config
 from hdl.ssl import REGISTRY
@@ -61,17 +62,22 @@ def test_bad_assignments_name_the_key_and_the_valid_ones(assignment, message):
 
 def test_run_config_travels_typed_and_is_kept_as_plain_dicts():
     args = build_parser("train").parse_args(
-        ["train", *TINY, "--method", "fixmatch", "--steps", "5", "--out", "unused", "--set", "threshold=0.9"]
+        ["train", *TINY, "--method", "fixmatch", "--steps", "5", "--out", "unused", "--set", "threshold=0.9",
+         "--k-candidates", "3", "7", "--confidence", "knn_margin"]
     )
     config = run_config(args)
     assert config.train == TrainConfig(batch_size=16, uratio=2, ema=0.9, bn_momentum=0.1)
     assert config.method_config == FixMatch.Config(threshold=0.9)
+    assert config.labeling == LabelingOptions(k_candidates=(3, 7), seed=0)  # HDL's seed is the run's
+    assert config.selection == SelectionOptions(confidence="knn_margin") and config.refresh_every == 0
     plain = config.as_dict()  # the form checkpoints and metrics.json keep
     assert list(plain) == [
-        "dataset", "labels", "imbalance", "seed", "method", "arch", "steps", "split", "init", "extra_labels", "train", "method_config"
+        "dataset", "labels", "imbalance", "seed", "method", "arch", "steps", "split", "init", "extra_labels", "train",
+        "method_config", "labeling", "selection", "refresh_every",
     ]
     assert plain["train"]["batch_size"] == 16 and plain["method_config"] == {"threshold": 0.9, "lambda_u": 1.0}
-    assert json.loads(json.dumps(plain)) == plain
+    assert plain["labeling"]["k_candidates"] == [3, 7]
+    assert json.loads(json.dumps(plain)) == plain  # the same after metrics.json's round trip: lists, not tuples
 
 
 # ---------------------------------------------------------------- pieces of the loop
@@ -129,6 +135,10 @@ def test_epoch_shuffler_visits_every_sample_once_per_pass_and_resumes():
     resumed = EpochShuffler(10, seed=99)
     resumed.load_state_dict(saved)
     assert torch.equal(torch.cat([resumed.next(7) for _ in range(3)]), expected)
+    # a run whose label refresh changed its labeled set resumes into a stream made for the set it started with
+    other_size = EpochShuffler(13, seed=99)
+    other_size.load_state_dict(saved)
+    assert torch.equal(torch.cat([other_size.next(7) for _ in range(3)]), expected)
 
 
 def test_rng_states_round_trip():

@@ -101,6 +101,7 @@ def test_paired_variants_and_rounds_chain_their_checkpoints(tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["grid"]["seeds"] = [0]
     config["hdl"]["rounds"] = 2
+    config["hdl"]["refresh_every"] = 5
     result = snakemake(tmp_path, "--dry-run", "--printshellcmds", config=write_config(tmp_path / "rounds.yaml", config))
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout)["embed"] == 2 and job_counts(result.stdout)["train_stage2"] == 4
@@ -117,8 +118,14 @@ def test_paired_variants_and_rounds_chain_their_checkpoints(tmp_path):
     for stage2 in (round1_hdl, round1_baseline):
         assert f"--init {run}/stage1/checkpoint.pt" in stage2
         assert "--steps 20 " in stage2
-    assert f"--extra-labels {run}/round~1/extra_labels.npz" in round1_hdl
-    assert "--extra-labels" not in round1_baseline
+    assert f"--extra-labels {run}/round~1/extra_labels.npz --refresh-every 5 " in round1_hdl
+    assert "--extra-labels" not in round1_baseline and "--refresh-every" not in round1_baseline
+    # every training run's label probe (and the refresh) labels with `hdl relabel`'s options, the cell's seed included
+    relabel_options = command("relabel", "round~1/relabel.npz").split(" --extra-labels-out ")[1].split(" --threads ")[0]
+    hdl_options = relabel_options.split(" ", 1)[1].replace(" --seed 0", "")
+    assert "--k-candidates 5 10 " in hdl_options and "--confidence argmax_agreement " in hdl_options
+    for training in (command("train", "stage1 "), round1_hdl, round1_baseline):
+        assert f" {hdl_options} " in training and "--seed 0 " in training
     assert f"--init {run}/round~1/variant~hdl/checkpoint.pt" in command("train", "round~2/variant~hdl ")
     assert f"--init {run}/round~1/variant~baseline/checkpoint.pt" in command("train", "round~2/variant~baseline ")
     assert f"--checkpoint {run}/round~1/variant~hdl/checkpoint.pt" in command("embed", "round~2/embed.npz")
@@ -223,6 +230,16 @@ def test_check_config_names_an_unknown_data_set_or_method_key(schema):
     assert "grid.settings[0].split.include_labelled: unknown key" in message
 
 
+def test_training_jobs_ask_slurm_for_the_stop_signal_the_margin_before_their_time_limit():
+    resources = {"train": {"threads": 1, "mem_mb": 1000, "runtime": 10}, "time_limit_margin_s": 300}
+    assert workflow.time_limit_warning({"resources": resources}) == "--signal=USR1@300"
+    # a warning due as the job starts would stop every attempt at its first step
+    resources["train"]["runtime"] = 5
+    with pytest.raises(workflow.ConfigError, match=r"resources\.time_limit_margin_s: 300 s is not shorter than "
+                                                   r"resources\.train\.runtime \(5 min\)"):
+        workflow.time_limit_warning({"resources": resources})
+
+
 STUDY_LT = ROOT / "config" / "study_lt.yaml"
 TUNED_KEYS = ("confidence", "class_quota")
 
@@ -246,6 +263,25 @@ def test_the_preregistered_study_is_its_tuning_on_other_seeds_with_the_tuned_sel
     for key in TUNED_KEYS:
         del config["hdl"][key], tuning["hdl"][key]
     assert config == tuning
+
+
+def test_the_trust_study_overlays_change_only_the_unlabeled_set_and_the_seeds(schema):
+    from snakemake.utils import update_config
+
+    study = ROOT / "config" / "study_trust"
+    base = workflow.load_yaml(ROOT / "config" / "study_trust.yaml")
+    settings = {"a": base, "b": copy.deepcopy(base)}
+    update_config(settings["b"], workflow.load_yaml(study / "unlabeled_balanced.yaml"))
+    assert settings["b"]["split"] == base["split"] | {"unlabeled_imbalance": 1}
+    for config in settings.values():
+        tuning = copy.deepcopy(config)
+        update_config(tuning, workflow.load_yaml(study / "tuning.yaml"))
+        for checked in (config, tuning):
+            workflow.check_config(checked, schema)
+        assert set(tuning["grid"].pop("seeds")).isdisjoint(config["grid"]["seeds"])
+        assert tuning == {**config, "grid": {key: value for key, value in config["grid"].items() if key != "seeds"}}
+    # the tuning has not run: its values are null, and the study script refuses to report with them
+    assert workflow.load_yaml(study / "tuned.yaml") == {"temperature": {"a": None, "b": None}, "refresh_every": None, "refresh_trust": None}
 
 
 def test_grid_values_read_as_in_paths_and_splits_ignore_the_method():
@@ -293,16 +329,11 @@ def test_train_flags_merge_dataset_and_method_overrides_and_skip_nulls():
     )
 
 
-def test_the_probe_takes_relabels_k_and_confidence_unless_a_train_block_sets_them():
-    config = {
-        "grid": {"settings": [{"dataset": "cifar10", "labels": [40]}]},
-        "train": {"arch": "wrn-28-2", "stage1_steps": 10, "stage2_steps": 5, "set": {"probe_confidence": "rank"}},
-        "hdl": {"k": 20, "confidence": "agreement"},
-    }
-    flags = workflow.train_flags(config, cell("cifar10", "fixmatch"), stage=1)
-    assert flags == "--arch wrn-28-2 --steps 10 --set probe_confidence=rank --set probe_k=20"
-    config["hdl"]["k"] = "auto"
-    assert workflow.train_flags(config, cell("cifar10", "fixmatch"), stage=1).endswith("--set probe_k=0")
+def test_only_stage_2_with_hdl_labels_refreshes_them():
+    config = {"hdl": {"refresh_every": 0}}
+    assert workflow.extra_label_flags(config, "round~1/extra_labels.npz") == "--extra-labels round~1/extra_labels.npz"
+    config["hdl"]["refresh_every"] = 50
+    assert workflow.extra_label_flags(config, "x.npz") == "--extra-labels x.npz --refresh-every 50"
 
 
 def test_train_settings_apply_the_six_layers_most_specific_last():
@@ -347,6 +378,8 @@ def test_split_flags_take_the_setting_split_options():
     assert workflow.split_flags(config, cell("cifar10", "fixmatch")) == "--unlabeled-ratio 2 --include-labeled"
     long_tailed = {"dataset": "cifar10", "labels": "1500", "imbalance": "100", "seed": "0"}  # split wildcards: no method
     assert workflow.split_flags(config, long_tailed) == "--unlabeled-ratio 2"
+    config["grid"]["settings"][1]["split"]["unlabeled_imbalance"] = 1
+    assert workflow.split_flags(config, long_tailed) == "--unlabeled-ratio 2 --unlabeled-imbalance 1"
 
 
 def paper_cells() -> dict[tuple, dict[str, str]]:
@@ -406,11 +439,13 @@ def test_paper_grid_settings_are_all_known_to_the_trainer():
 def test_relabel_flags_leave_out_an_unset_max_level():
     hdl = {"k": "auto", "k_candidates": [5, 10], "folds": 3, "holdout": 0.2, "wave_rule": "max_count",
            "vote_weight": "similarity", "max_level": None, "min_agreement": 0.0, "weight": "agreement",
-           "selection": "confident", "confidence": "consistency", "selection_quantile": 0.1, "class_quota": "labeled", "crest_alpha": 3.0}
+           "selection": "confident", "confidence": "consistency", "selection_quantile": 0.1, "class_quota": "labeled", "crest_alpha": 3.0,
+           "temperature": 0.3}
     flags = workflow.relabel_flags({"hdl": hdl})
     assert flags == ("--k auto --k-candidates 5 10 --folds 3 --holdout 0.2 --wave-rule max_count"
                      " --vote-weight similarity --min-agreement 0 --weight agreement"
-                     " --selection confident --confidence consistency --selection-quantile 0.1 --class-quota labeled --crest-alpha 3")
+                     " --selection confident --confidence consistency --selection-quantile 0.1 --class-quota labeled --crest-alpha 3"
+                     " --temperature 0.3")
     assert "--max-level 2 " in workflow.relabel_flags({"hdl": {**hdl, "max_level": 2}})
 
 
@@ -453,7 +488,7 @@ def test_tiny_grid_resumes_a_killed_training_job_and_ends_in_tables_and_report(t
     assert "FixMatch + HDL" in accuracy and "digits, 50 labels" in accuracy
     assert re.search(r"\| FixMatch \+ HDL \| \d+\.\d+ ± \d+\.\d+ \|", accuracy), accuracy
     assert "digits" in (tables / "pseudo_labels.md").read_text()
-    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy"):
+    for plot in ("accuracy", "hdl_gain", "pseudo_label_accuracy", "training_curves", "probe_accuracy", "refresh"):
         assert (tmp_path / "results/plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
     report = snakemake(tmp_path, "--report", "results/report.html")

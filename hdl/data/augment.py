@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import torch
 
-from hdl.data.randaugment import RANDAUGMENT_OPS, randaugment_step
+from hdl.data.randaugment import RANDAUGMENT_OPS, filled_in, randaugment_step
 
 CUTOUT_FILL = 127
 
@@ -113,8 +113,8 @@ class Augmenter:
         return self._normalized(augmented)
 
     def _normalized(self, values: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=values.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=values.device).view(1, -1, 1, 1)
+        mean = filled_in(self.mean, values.device).view(1, -1, 1, 1)
+        std = filled_in(self.std, values.device).view(1, -1, 1, 1)
         return values.div(255).sub_(mean).div_(std)
 
     def _flip_and_crop(self, images: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,12 @@ class RandAugmentOp(NamedTuple):
         return self.low + levels * (self.high - self.low)
 
 
+def filled_in(values: Sequence[float], device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``torch.tensor(values, dtype=dtype, device=device)`` with each value filled in on ``device``:
+    ``torch.tensor`` copies from the host, and on a GPU the host then waits for the device."""
+    return torch.stack([torch.full((), value, dtype=dtype, device=device) for value in values])
+
+
 def per_sample(values: torch.Tensor) -> torch.Tensor:
     return values.view(-1, 1, 1, 1)
 
@@ -186,7 +192,7 @@ def _groups(op_indices: torch.Tensor, groups: Sequence[Sequence[str]]) -> torch.
     or `len(groups)` for an op in none of them."""
     position = {name: index for index, group in enumerate(groups) for name in group}
     table = [position.get(name, len(groups)) for name in RANDAUGMENT_OPS]
-    return torch.tensor(table, device=op_indices.device)[op_indices]
+    return filled_in(table, op_indices.device, torch.int64)[op_indices]
 
 
 def randaugment_step(images: torch.Tensor, op_indices: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .npz with labeled_idx, unlabeled_idx and the cell it was made for")
     parser.add_argument("--unlabeled-ratio", type=float, default=2.0,
                         help="long-tailed only: M_1 = ratio * N_1 unlabeled samples in the head class")
+    parser.add_argument("--unlabeled-imbalance", type=float,
+                        help="long-tailed only: the unlabeled set's own imbalance factor (1: balanced); default: --imbalance")
     parser.add_argument("--include-labeled", action="store_true",
                         help="also put the labeled samples into the unlabeled set (as FixMatch does)")
     add_data_arguments(parser)
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         args.unlabeled_ratio,
         args.include_labeled,
+        args.unlabeled_imbalance,
     )
     save_split(args.out, split, Cell(args.dataset, args.labels, args.imbalance, args.seed, dataset.num_classes))
     print(f"labeled per class:   {split.labeled_counts(dataset.train_labels, dataset.num_classes)}")

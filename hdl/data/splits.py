@@ -5,7 +5,9 @@ class, and every other training sample is unlabeled.  Long-tailed (imbalance
 IF > 1), the construction of DARP, CReST, ABC, DASO and USB's imb_algorithms:
 ``n_labels`` is N_1, the head class's labeled count, class k gets
 ``int(N_1 * IF ** (-k / (C - 1)))`` and the unlabeled set follows the same
-profile from M_1 = ratio * N_1.  Class 0 is the head; the seed decides which
+profile from M_1 = ratio * N_1, or with its own imbalance factor
+``unlabeled_imbalance`` (gamma_u; 1 gives a balanced unlabeled set: DASO's and
+USB's mismatched setting).  Class 0 is the head; the seed decides which
 samples are drawn.
 """
 
@@ -52,9 +54,15 @@ def make_split(
     seed: int = 0,
     unlabeled_ratio: float = 2.0,
     include_labeled_in_unlabeled: bool = False,
+    unlabeled_imbalance: float | None = None,
 ) -> Split:
     """Draw the labeled and unlabeled indices of one grid cell, deterministically from ``seed``."""
     train_labels = np.asarray(train_labels)
+    if imbalance == 1 and unlabeled_imbalance is not None:
+        raise UserError(
+            f"--unlabeled-imbalance {unlabeled_imbalance:g} needs long-tailed labels (--imbalance above 1): "
+            "a balanced split's unlabeled set is every sample left"
+        )
     if imbalance == 1:
         if n_labels % num_classes:
             raise UserError(
@@ -65,7 +73,7 @@ def make_split(
         unlabeled_counts = None  # everything that is left
     else:
         labeled_counts = long_tailed_counts(n_labels, imbalance, num_classes)
-        unlabeled_counts = long_tailed_counts(int(unlabeled_ratio * n_labels), imbalance, num_classes)
+        unlabeled_counts = long_tailed_counts(int(unlabeled_ratio * n_labels), unlabeled_imbalance or imbalance, num_classes)
 
     rng = np.random.default_rng(seed)
     labeled, unlabeled = [], []

@@ -38,6 +38,15 @@ def read_metrics(
     probes = record.get("probes", [])
     if not isinstance(probes, list) or not all(isinstance(row, dict) and isinstance(row.get("global_step"), int) for row in probes):
         raise source.error("probes is not a list of label probes with an integer global_step each")
+    refreshes = record.get("refreshes", [])
+    if not isinstance(refreshes, list) or not all(
+        isinstance(row, dict) and isinstance(row.get("global_step"), int) and isinstance(row.get("per_class"), list)
+        for row in refreshes
+    ):
+        raise source.error("refreshes is not a list of label refreshes with an integer global_step and per_class counts each")
+    for number, row in enumerate(refreshes):
+        fraction(source, f"refreshes[{number}].coverage", row.get("coverage"))
+        fraction(source, f"refreshes[{number}].accuracy", row.get("accuracy"), optional=True)
     check_cell(source, record_cell(source, record), expected_cell(expected), expected_by)
     return record
 

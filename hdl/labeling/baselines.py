@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import scipy.sparse as sp
 
@@ -48,6 +47,8 @@ def knn_vote(embeddings: np.ndarray, labels: np.ndarray, n_classes: int, k: int)
 def nearest_given_labels(embeddings: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each sample's k nearest labeled samples (cosine, exact): their labels (N, k), -1 in empty
     slots, and their vote weights (N, k) as HDL weighs a vote (``vote_weights``, "similarity")."""
+    import faiss  # lazily, as in knn.py
+
     vectors = l2_normalize(embeddings)
     labeled = np.flatnonzero(labels >= 0)
     index = faiss.IndexFlatIP(vectors.shape[1])

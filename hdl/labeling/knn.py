@@ -17,11 +17,14 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 from hdl.stopwatch import Stopwatch
+
+if TYPE_CHECKING:
+    import faiss
 
 EXACT_MAX_SIZE = 20_000
 FAISS_IVF_MAX_SIZE = 100_000
@@ -107,6 +110,8 @@ def build_knn_graph(
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"k={k} must be at least 1 and below the number of samples N={n}")
+    import faiss  # here, not at the top: `hdl train` imports this package, and the GPU machines lack faiss
+
     stopwatch = stopwatch or Stopwatch()
     plan = search_plan(n, exact_max_size, nlist, nprobe)
     with stopwatch.part("normalize"):
@@ -134,6 +139,8 @@ def _cell_by_cell_search(vectors: np.ndarray, k: int, plan: SearchPlan, seed: in
     """Every sample's k nearest among the samples of its ``nprobe`` nearest cells, cell by cell:
     each cell's samples are compared at once with all the samples that probe it, and the
     results merge into one top-k heap per sample."""
+    import faiss
+
     n, cells, nprobe = len(vectors), plan.nlist, plan.nprobe
     with stopwatch.part("train cells"):
         rng = np.random.default_rng(seed)
@@ -164,6 +171,8 @@ def _search_cells(vectors: np.ndarray, k: int, probes: np.ndarray, cells: int) -
     than computing (3x the CPU seconds of one thread on a loaded machine). The heap takes the
     cells' results in cell order, so the graph does not depend on the number of threads.
     """
+    import faiss
+
     n, nprobe = probes.shape
     members = np.argsort(probes[:, 0], kind="stable")
     bounds = np.r_[0, np.cumsum(np.bincount(probes[:, 0], minlength=cells))]

@@ -9,6 +9,7 @@ from hdl.io import atomic_path
 from hdl.report import plots
 from hdl.report.probe_plot import plot_probe_accuracy
 from hdl.report.probe_table import probe_display, probe_seed_values, probe_statistics
+from hdl.report.refresh_plot import plot_refreshes
 from hdl.report.collect import collect_runs, load_grid, within_grid
 from hdl.report.per_class import per_class_display, per_class_seed_values, per_class_statistics
 from hdl.report.published import attach_published, load_published
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     plots.plot_pseudo_label_accuracy(relabels, grid, rounds[0], plots_dir / "pseudo_label_accuracy.png")
     plots.plot_training_curves(metrics, grid, plots_dir / "training_curves.png")
     plot_probe_accuracy(metrics, grid, plots_dir / "probe_accuracy.png")
+    plot_refreshes(metrics, relabels, grid, plots_dir / "refresh.png")
 
     finished = int((accuracy["n_seeds"] > 0).sum())
     print(f"hdl aggregate: {len(metrics)} metrics.json, {len(relabels)} relabel.json; "

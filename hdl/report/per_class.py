@@ -27,10 +27,16 @@ TAIL_DELTA = "tail_delta"
 ROW_LABELS = {STAGE1_VARIANT: "stage 1 only", "baseline": "baseline", "hdl": "+ HDL", TAIL_DELTA: "Δ tail, HDL − baseline (paired)"}
 
 
-def tail_classes(labels: int, imbalance: float, num_classes: int) -> list[int]:
+def class_groups(labels: int, imbalance: float, num_classes: int) -> dict[str, list[int]]:
+    """The head and tail classes of a setting's split (``head_and_tail``); {} on balanced settings."""
     if imbalance == 1:
-        return []
-    return sorted(int(c) for c in head_and_tail(long_tailed_counts(labels, imbalance, num_classes)).get("tail", []))
+        return {}
+    groups = head_and_tail(long_tailed_counts(labels, imbalance, num_classes))
+    return {group: sorted(int(c) for c in classes) for group, classes in groups.items()}
+
+
+def tail_classes(labels: int, imbalance: float, num_classes: int) -> list[int]:
+    return class_groups(labels, imbalance, num_classes).get("tail", [])
 
 
 def per_class_seed_values(metrics: pd.DataFrame) -> pd.DataFrame:

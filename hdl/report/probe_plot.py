@@ -24,6 +24,11 @@ PANELS = {
     "top30": ("top30", "accuracy", "most confident 30%"),
     "tail": ("full", "tail", "tail classes, all labels"),
 }
+#: columns whose curves lie near 100% (each labeler's most confident labels are nearly all right): their
+#: y-axis spans the bands drawn (zoomed_limits), where 0-100% would draw every curve on the frame
+ZOOMED_PANELS = ("top30",)
+#: the least margin (points) a zoomed axis leaves around the bands
+ZOOM_MARGIN = 0.5
 LABELERS = ("hdl", "argmax")
 VARIANT_LINES = {
     STAGE1_VARIANT: {"linestyle": "-", "label": "stage 1"},
@@ -54,6 +59,15 @@ def seed_band(rows: pd.DataFrame) -> pd.DataFrame:
     return by_step
 
 
+def zoomed_limits(bands: list[pd.DataFrame]) -> tuple[float, float]:
+    """y-limits around the bands' lows and highs, with a tenth of their span or ZOOM_MARGIN, whichever
+    is larger, on each side, within ACCURACY_RANGE."""
+    low = min(float(band["low"].min()) for band in bands)
+    high = max(float(band["high"].max()) for band in bands)
+    margin = max(0.1 * (high - low), ZOOM_MARGIN)
+    return max(low - margin, ACCURACY_RANGE[0]), min(high + margin, ACCURACY_RANGE[1])
+
+
 def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -> None:
     """Rows: setting and method; columns: PANELS. Lines: HDL and argmax per stage and variant."""
     settings, methods = settings_of(grid), list(dict.fromkeys(grid["method"]))
@@ -66,7 +80,7 @@ def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -
         axis.set_title(f"{setting_name(*setting)}\n{method_name(method)}, {PANELS[coverage][2]} "
                        f"(n={rows['seed'].nunique()})", fontsize=9)
         axis.set_xlabel("training step (stage 2 continues stage 1)")
-        axis.set_ylabel("pseudo-label accuracy (%)")
+        axis.set_ylabel("pseudo-label accuracy (%" + (", zoomed)" if coverage in ZOOMED_PANELS else ")"))
         axis.grid(alpha=0.3)
         rows = rows[rows["coverage"] == coverage]
         if rows.empty:
@@ -74,6 +88,7 @@ def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -
             continue
         stage1 = rows[rows["variant"] == STAGE1_VARIANT]
         stage1_end = stage1[stage1["global_step"] == stage1["global_step"].max()]
+        bands = []
         for variant, line in VARIANT_LINES.items():
             for labeler in LABELERS:
                 curve = rows[(rows["variant"] == variant) & (rows["labeler"] == labeler)]
@@ -82,11 +97,12 @@ def plot_probe_accuracy(metrics: pd.DataFrame, grid: pd.DataFrame, path: Path) -
                 if variant != STAGE1_VARIANT:  # stage 2 starts from stage 1's last model
                     curve = pd.concat([stage1_end[stage1_end["labeler"] == labeler], curve])
                 band, color = seed_band(curve), LABELER_STYLE[labeler]["color"]
+                bands.append(band)
                 axis.plot(band.index, band["mean"], color=color, linestyle=line["linestyle"], linewidth=1.6)
                 axis.fill_between(band.index, band["low"], band["high"], color=color, alpha=0.15, linewidth=0)
         if not stage1.empty and len(rows) > len(stage1):
             axis.axvline(stage1["global_step"].max(), color="0.5", linewidth=0.8)
-        axis.set_ylim(0, 100)
+        axis.set_ylim(*(zoomed_limits(bands) if coverage in ZOOMED_PANELS and bands else ACCURACY_RANGE))
     entries = [(labeler_name(labeler), {"color": LABELER_STYLE[labeler]["color"]}) for labeler in LABELERS]
     entries += [(line["label"], {"color": "black", "linestyle": line["linestyle"]}) for line in VARIANT_LINES.values()]
     figure_legend(fig, entries)

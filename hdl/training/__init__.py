@@ -8,6 +8,10 @@
 - ``progress``: the progress bar;
 - ``inference``: predictions in batches, bf16 autocast, accuracy;
 - ``checkpoint``: saving and loading, RNG states, metrics.json's summary;
+- ``stop_signal``: stopping at a step boundary on SLURM's time-limit warning, to resume in the retry;
+- ``probe``: the label probe, HDL on the EMA model's embeddings against its argmax through training;
+- ``refresh``: the label refresh, stage 2's extra labels relabeled every ``--refresh-every`` steps;
+- ``between_steps``: the probe and the refresh where a run asks for them, called by the loop;
 - ``loop``: the ``Trainer``, which holds the others and steps them;
 - ``train_cli``: ``hdl train``, which builds a ``Trainer`` from the command line and runs it;
 - ``embed_cli``: ``hdl embed``, a checkpoint's embeddings and probabilities.

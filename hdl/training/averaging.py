@@ -5,15 +5,20 @@ does (``TrainConfig.ema_warmup``): at global step t the decay is capped by
 (1 + t) / (10 + t), so the averages follow the model closely at first and
 settle at the configured values after some ten thousand steps.
 
-The rates change every step, so they live in 0-d tensors on the training
-device that the trainer overwrites in place (``AveragingRates.set``): a
-compiled step reads them as data, and nothing waits for the host.
+The rates change every step.  BatchNorm's momentum is read inside the
+(compiled) step, so it lives in a 0-d tensor on the training device that the
+trainer overwrites in place (``AveragingRates.set``): the step reads it as
+data, and nothing waits for the host.  The EMA update runs eagerly after the
+step and takes its decay as a number: ``torch._foreach_lerp_`` has no tensor
+weight, so a decay held on a GPU would be read back every step, waiting for
+the device.
 """
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,8 +37,8 @@ class EMA:
         self._buffer_pairs = [list(self.model.buffers()), list(model.buffers())]
 
     @torch.no_grad()
-    def update(self, decay: float | torch.Tensor | None = None) -> None:
-        """Move the average towards the model by ``1 - decay`` (default: the constructor's decay); a tensor decay stays on its device."""
+    def update(self, decay: float | None = None) -> None:
+        """Move the average towards the model by ``1 - decay`` (default: the constructor's decay)."""
         decay = self.decay if decay is None else decay
         torch._foreach_lerp_(self._pairs[0], self._pairs[1], 1.0 - decay)
         torch._foreach_copy_(self._buffer_pairs[0], self._buffer_pairs[1])
@@ -52,13 +57,14 @@ def averaging_rates(ema: float, bn_momentum: float, step: int, warmup: bool) -> 
 
 
 class AveragingRates:
-    """The EMA decay and the BatchNorm momentum of the current step, as 0-d tensors on ``device``; the model's BatchNorms read the momentum."""
+    """The EMA decay of the current step, a number, and its BatchNorm momentum, a 0-d tensor on ``device`` that the model's BatchNorms read."""
 
     def __init__(self, model: nn.Module, device: torch.device):
-        self.ema_decay = torch.zeros((), device=device)
+        self.ema_decay = 0.0
         self.bn_momentum = torch.zeros((), device=device)
         share_momentum(model, self.bn_momentum)
 
     def set(self, ema_decay: float, bn_momentum: float) -> None:
-        self.ema_decay.fill_(ema_decay)
+        # Rounded to float32, as when the decay was a float32 tensor: runs keep their numbers bit for bit.
+        self.ema_decay = float(np.float32(ema_decay))
         self.bn_momentum.fill_(bn_momentum)

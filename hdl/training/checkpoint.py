@@ -62,6 +62,7 @@ def summarise(state: dict) -> dict[str, Any]:
         "config": config,
         "history": history,
         "probes": state["probes"],
+        "refreshes": state["refresh"]["records"] if state.get("refresh") else [],
     }
 
 

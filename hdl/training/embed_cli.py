@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
 from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
+
+if TYPE_CHECKING:
+    import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from hdl.data import load_dataset
     from hdl.data.augment import Augmenter
@@ -34,8 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from hdl.cell import Cell
     from hdl.files import checkpoint_cell, read_checkpoint, read_split, short_reason
     from hdl.io import save_npz
-    from hdl.nets import build_net
-    from hdl.training.inference import images_to_tensor, predict, uses_bf16
+    from hdl.training.inference import embeddings_and_probabilities, images_to_tensor, uses_bf16
 
     device = setup_device(args)
     state = read_checkpoint(args.checkpoint, "--checkpoint", cell=Cell(dataset=args.dataset))
@@ -44,28 +46,23 @@ def run(args: argparse.Namespace) -> int:
     split = read_split(args.split, cell=cell, num_train=len(dataset.train_labels), wanted_by=f"--checkpoint {args.checkpoint}")
 
     try:
-        model = build_net(state["config"]["arch"], dataset.num_classes, dataset.channels)
-        model.load_state_dict(state["ema_model"])
+        model = ema_model(state, dataset.num_classes, dataset.channels, device)
     except (UserError, RuntimeError) as error:
         raise UserError(
             f"--checkpoint {args.checkpoint}: its ema_model does not fit {state['config']['arch']} on {args.dataset} "
             f"({short_reason(error)}); pass a checkpoint.pt written by `hdl train`"
         ) from None
-    model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
 
     index = np.union1d(split.labeled_idx, split.unlabeled_idx).astype(np.int64)
     labels = np.where(np.isin(index, split.labeled_idx), dataset.train_labels[index], -1).astype(np.int64)
-    images = images_to_tensor(dataset.train_images[index], device)
     mean, std = dataset.channel_stats()
     bf16 = uses_bf16(state["config"]["train"].get("precision", "fp32"), device, f"--checkpoint {args.checkpoint} (precision bf16)")
-    logits, features = predict(model, images, Augmenter(mean, std), args.batch_size, bf16)
-    embeddings = torch.nn.functional.normalize(features, dim=1)
+    images = images_to_tensor(dataset.train_images[index], device)
+    embeddings, probs = embeddings_and_probabilities(model, images, Augmenter(mean, std), args.batch_size, bf16)
     save_npz(
         args.out,
-        embeddings=embeddings.cpu().numpy().astype(np.float32),
-        probs=torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32),
+        embeddings=embeddings,
+        probs=probs,
         index=index,
         labels=labels,
         truth=dataset.train_labels[index].astype(np.int64),
@@ -73,3 +70,13 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.out}: {len(index)} embeddings of dimension {embeddings.shape[1]}")
     return 0
+
+
+def ema_model(state: dict, num_classes: int, channels: int, device: torch.device) -> torch.nn.Module:
+    """A checkpoint's EMA model, on ``device``."""
+    from hdl.nets import build_net
+
+    model = build_net(state["config"]["arch"], num_classes, channels, device=device)
+    model.load_state_dict(state["ema_model"])
+    return model
+

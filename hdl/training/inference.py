@@ -90,6 +90,23 @@ def predict(
     return torch.cat(logits), torch.cat(features)
 
 
+def model_outputs(
+    model: nn.Module, images: torch.Tensor, views: Views, batch_size: int, bf16: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What HDL labels with, on the images' device: the L2-normalised penultimate features of uint8
+    images, and the model's softmax probabilities (`hdl embed`'s, the label probe's and the refresh's)."""
+    logits, features = predict(model, images, views, batch_size, bf16)
+    return torch.nn.functional.normalize(features, dim=1), torch.softmax(logits, dim=1)
+
+
+def embeddings_and_probabilities(
+    model: nn.Module, images: torch.Tensor, views: Views, batch_size: int, bf16: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``model_outputs`` as float32 arrays on the host."""
+    embeddings, probs = model_outputs(model, images, views, batch_size, bf16)
+    return embeddings.cpu().numpy().astype(np.float32), probs.cpu().numpy().astype(np.float32)
+
+
 def accuracy_metrics(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, Any]:
     correct = (predictions == labels).double()
     per_class = torch.bincount(labels, weights=correct, minlength=num_classes) / torch.bincount(

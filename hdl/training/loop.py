@@ -6,8 +6,9 @@ step draws a labeled and an unlabeled batch, sets the LR and the averages'
 rates, lets the method compute its loss and steps SGD and the EMA.  The EMA
 model is evaluated on the test set every ``eval_every`` steps; everything is
 saved every ``save_every`` steps, and a rerun resumes from there exactly.
-Every ``probe_every`` steps the label probe (``hdl.training.probe``) scores
-the EMA model's argmax and HDL's labels on its embeddings.
+Between steps HDL labels with the EMA model (``hdl.training.between_steps``):
+the label probe scores its labels and the argmax's, the label refresh
+replaces stage 2's extra labels with its labels.
 The step reads its changing numbers (the method's clock, the averaging rates)
 from device tensors and never waits for the device, so the method's loss with
 the model can be compiled whole (``compile``, ``hdl.training.compiling``).
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hdl.errors import UserError
@@ -36,21 +38,15 @@ from hdl.nets import build_net
 from hdl.ssl import Algorithm, Batch, StepContext, algorithm_class
 from hdl.track import Tracker, TrackingOptions
 from hdl.training.averaging import EMA, AveragingRates, averaging_rates
-from hdl.training.checkpoint import (
-    CHECKPOINT_FORMAT,
-    config_differences,
-    load_checkpoint,
-    rng_states,
-    save_checkpoint,
-    seed_everything,
-    set_rng_states,
-    summarise,
-)
+from hdl.training.between_steps import LabelingBetweenSteps
+from hdl.training.checkpoint import CHECKPOINT_FORMAT, config_differences, load_checkpoint, rng_states, save_checkpoint
+from hdl.training.checkpoint import seed_everything, set_rng_states, summarise
 from hdl.training.compiling import compile_step
 from hdl.training.inference import MixedPrecision, accuracy_metrics, predict, uses_bf16
 from hdl.training.optim import cosine_lr, make_optimizer, stage2_learning_rate
 from hdl.training.progress import progress_bar
 from hdl.training.settings import RunConfig, run_identity
+from hdl.training.stop_signal import StopRequest, TrainingStopped
 from hdl.training.streams import EpochShuffler, TrainingData, stream_seed, to_device
 
 
@@ -63,15 +59,14 @@ class Trainer:
         self.device = device
         train = config.train
         seed_everything(config.seed)
-        self.model = build_net(config.arch, data.num_classes, data.train_images.shape[1], train.bn_momentum).to(device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.algorithm: Algorithm = algorithm_class(config.method)(
-            num_classes=data.num_classes,
-            feature_dim=self.model.feature_dim,
-            config=config.method_config,
-            labeled_distribution=torch.bincount(data.given_targets.cpu(), minlength=data.num_classes).float(),
-        ).to(device)
+        self.model = build_net(config.arch, data.num_classes, data.train_images.shape[1], train.bn_momentum, device)
+        with torch.device(device):  # the method's state and parameters are made on the device
+            self.algorithm: Algorithm = algorithm_class(config.method)(
+                num_classes=data.num_classes,
+                feature_dim=self.model.feature_dim,
+                config=config.method_config,
+                labeled_distribution=np.bincount(data.host.given_targets, minlength=data.num_classes),
+            )
         self.bf16 = uses_bf16(train.precision, device)
         self.forward = MixedPrecision(self.model, enabled=self.bf16)
         self.rates = AveragingRates(self.model, device)
@@ -91,14 +86,7 @@ class Trainer:
         self.make_streams()
         self.history: list[dict[str, Any]] = []
         self.last_eval: dict[str, Any] | None = None
-        self.probes: list[dict[str, Any]] = []
-        self.probe = None
-        if train.probe_every:
-            from hdl.training.probe import LabelProbe  # imports faiss: only when probing
-
-            self.probe = LabelProbe(
-                data, config.seed, train.probe_k, train.probe_confidence, train.probe_samples, train.eval_batch_size, self.bf16
-            )
+        self.labeling = LabelingBetweenSteps(config, data, self.bf16)
         self.seconds = 0.0
         self.tracker_id: str | None = None
 
@@ -127,7 +115,7 @@ class Trainer:
             },
             "history": self.history,
             "last_eval": self.last_eval,
-            "probes": self.probes,
+            **self.labeling.state_dict(),  # probes, refresh
             "seconds": self.seconds,
             "sizes": self.data.sizes(),
             "tracker_id": self.tracker_id,
@@ -138,6 +126,7 @@ class Trainer:
         self.ema.model.load_state_dict(state["ema_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.algorithm.load_state_dict(state["algorithm"])
+        self.labeling.load_state_dict(state)
         set_rng_states(state["rng"])
         self.labeled_stream.load_state_dict(state["rng"]["labeled_stream"])
         self.unlabeled_stream.load_state_dict(state["rng"]["unlabeled_stream"])
@@ -145,7 +134,6 @@ class Trainer:
         self.schedule = state["schedule"]
         self.history = state["history"]
         self.last_eval = state["last_eval"]
-        self.probes = state["probes"]
         self.seconds = state["seconds"]
         self.tracker_id = state["tracker_id"]
 
@@ -236,8 +224,9 @@ class Trainer:
 
     # -- the loop
 
-    def fit(self, out_dir: str | Path, tracking: TrackingOptions, progress: bool = True) -> dict[str, Any]:
-        """Train to ``steps``, resuming from ``out_dir/checkpoint.pt`` if there is one; write and return the metrics."""
+    def fit(self, out_dir: str | Path, tracking: TrackingOptions, progress: bool = True, stop: StopRequest | None = None) -> dict[str, Any]:
+        """Train to ``steps``, resuming from ``out_dir/checkpoint.pt`` if there is one; write and return the metrics.
+        Once ``stop`` has its signal (SLURM's time-limit warning), save at the next step boundary and raise ``TrainingStopped``."""
         train, steps = self.config.train, self.config.steps
         out_dir = Path(out_dir)
         checkpoint_path, metrics_path = out_dir / "checkpoint.pt", out_dir / "metrics.json"
@@ -246,6 +235,7 @@ class Trainer:
             if self.step >= steps and metrics_path.exists():
                 rewrite = "delete it: rerunning this command rewrites it from checkpoint.pt"
                 return read_metrics(metrics_path, self.config.as_dict(), "this run", rewrite)
+            print(f"resuming from {checkpoint_path} at step {self.step} of {steps}", flush=True)
         elif self.config.init:
             self.continue_from(self.config.init)
 
@@ -265,7 +255,8 @@ class Trainer:
             done = self.step == steps
             log_due = self.step % train.log_every == 0 or done
             eval_due = self.step % train.eval_every == 0 or done
-            save_due = self.step % train.save_every == 0 or done
+            stopping = stop is not None and stop.received and not done
+            save_due = self.step % train.save_every == 0 or done or stopping
             if self.step % check_every == 0 or log_due or eval_due or save_due:
                 bad_step = int(first_nonfinite)
                 if bad_step >= 0:
@@ -286,13 +277,13 @@ class Trainer:
                 self.history.append(row)
                 tracker.log({"eval/top1": row["top1"], "eval/balanced_acc": row["balanced_acc"]}, self.step)
                 bar.write(f"step {self.step}: top1 {row['top1']:.4f}  balanced_acc {row['balanced_acc']:.4f}")
-            if self.probe is not None and (self.step % train.probe_every == 0 or done):
-                self.probes.append(self.probe(self.ema.model, self.step, self.schedule["start_step"] + self.step))
-                tracker.log(self.probe.tracked_values(self.probes[-1]), self.step)
+            self.labeling.after_step(self, tracker, done)
             if save_due:
                 self.seconds += time.perf_counter() - started
                 started = time.perf_counter()
                 save_checkpoint(checkpoint_path, self.state_dict())
+                if stopping:
+                    raise TrainingStopped(self.step, steps, checkpoint_path)
         bar.close()
         metrics = summarise(self.state_dict())
         write_json(metrics_path, metrics)

@@ -4,9 +4,11 @@ Every ``probe_every`` steps the trainer hands its EMA model to a ``LabelProbe``,
 which labels the run's unlabeled training samples twice and scores both against
 their true labels: the classifier's argmax (confidence: its max probability) and
 HDL on the L2-normalised embeddings, seeded with the split's given labels only
-(stage 2's extra labels do not seed it), with the run's k or k chosen by hold-out
-as `hdl relabel --k auto` does, and its labels ranked by the confidence the
-stage-2 selection uses (``probe_confidence``).  Each is scored at full coverage
+(stage 2's extra labels do not seed it), labeled by ``hdl.labeling.pipeline.relabel``
+with the run's HDL options (``RunConfig.labeling``, those of `hdl relabel`: the
+workflow passes its ``hdl`` block to both; k candidates at or above the samples
+probed are left out), and its labels ranked by the confidence the stage-2
+selection uses (``RunConfig.selection``).  Each is scored at full coverage
 and at its own top 50, 30 and 10% (``COVERAGES``), overall and per true class;
 where the given labels' class counts differ (long-tailed data) also as the mean
 per-class accuracy of the head and tail classes (``evaluate.head_and_tail``): the third of the classes
@@ -26,6 +28,7 @@ test-set evaluation of as many images.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -33,9 +36,9 @@ import numpy as np
 import torch
 
 from hdl.errors import UserError
-from hdl.labeling import adaptive, baselines, knn, select
+from hdl.labeling import baselines, pipeline
 from hdl.labeling.evaluate import head_and_tail, score_labeler
-from hdl.training.inference import predict
+from hdl.training.inference import model_outputs
 from hdl.training.streams import TrainingData, stream_seed
 
 COVERAGES = (1.0, 0.5, 0.3, 0.1)
@@ -52,46 +55,44 @@ class LabelProbe:
     """Scores the argmax and HDL labels of a model on a run's unlabeled samples (see the module docstring)."""
 
     def __init__(
-        self, data: TrainingData, seed: int, k: int, confidence: str, max_unlabeled: int, batch_size: int, bf16: bool
+        self,
+        data: TrainingData,
+        seed: int,
+        labeling: pipeline.LabelingOptions,
+        selection: pipeline.SelectionOptions,
+        max_unlabeled: int,
+        batch_size: int,
+        bf16: bool,
     ):
-        if confidence not in select.CONFIDENCES:
-            raise UserError(f"--set probe_confidence={confidence}: must be one of {', '.join(select.CONFIDENCES)}")
-        given = data.labeled_index[: len(data.given_targets)].cpu().numpy()
-        unlabeled = np.setdiff1d(data.unlabeled_index.cpu().numpy(), given)
+        given = data.host.given_index
+        unlabeled = np.setdiff1d(data.host.unlabeled_index, given)
         if len(unlabeled) > max_unlabeled:
             rng = np.random.default_rng(stream_seed(seed, SUBSAMPLE_STREAM))
             unlabeled = np.sort(rng.choice(unlabeled, max_unlabeled, replace=False))
-        self.positions = torch.as_tensor(np.concatenate([given, unlabeled]), device=data.train_images.device)
-        self.labels = np.concatenate([data.given_targets.cpu().numpy(), np.full(len(unlabeled), -1)]).astype(np.int64)
-        self.truth = data.train_labels[self.positions].cpu().numpy()
+        positions = np.concatenate([given, unlabeled])
+        self.positions = torch.as_tensor(positions, device=data.train_images.device)
+        self.labels = np.concatenate([data.host.given_targets, np.full(len(unlabeled), -1)]).astype(np.int64)
+        self.truth = data.host.train_labels[positions]
         self.evaluated = self.labels < 0
         n = len(self.labels)
-        if k and not k < n:
-            raise UserError(f"--set probe_k={k}: must be below the {n} samples the probe labels; lower it, or 0 to choose")
-        self.k_candidates = [k] if k else [c for c in adaptive.K_CANDIDATES if c < n] or [n - 1]
-        self.fixed_k = k or None
-        self.data, self.seed, self.confidence, self.batch_size, self.bf16 = data, seed, confidence, batch_size, bf16
+        if labeling.k is not None and not labeling.k < n:
+            raise UserError(f"--k {labeling.k}: must be below the {n} samples the label probe labels; lower it, or --k auto")
+        candidates = tuple(c for c in labeling.k_candidates if c < n) or (n - 1,)
+        self.labeling = dataclasses.replace(labeling, k_candidates=candidates)
+        # The probe ranks HDL's labels and selects none: no thresholds to calibrate.
+        self.selection = dataclasses.replace(selection, rule="all")
+        self.data, self.batch_size, self.bf16 = data, batch_size, bf16
         self.groups = head_and_tail(np.bincount(self.labels[~self.evaluated], minlength=data.num_classes))
 
     def __call__(self, model: torch.nn.Module, step: int, global_step: int) -> dict[str, Any]:
         """One probe row: the run's ``step``, the method's ``global_step`` (stage 2 continues stage 1's),
         HDL's k, the samples scored, the seconds it took and, per labeler and coverage, its scores."""
         started = time.perf_counter()
-        images = self.data.train_images[self.positions]
-        logits, features = predict(model, images, self.data.views, self.batch_size, self.bf16)
-        probs = torch.softmax(logits, dim=1).cpu().numpy()
-        embeddings = torch.nn.functional.normalize(features, dim=1).cpu().numpy()
-        num_classes = self.data.num_classes
-        graph = knn.build_knn_graph(embeddings, max(self.k_candidates), seed=self.seed)
-        chosen = adaptive.adaptive_hdl(
-            graph, self.labels, num_classes, k=self.fixed_k, k_candidates=self.k_candidates, seed=self.seed
-        )
-        confidence = select.hdl_confidence(
-            self.confidence, graph.truncate(chosen.k), chosen.result, self.labels, embeddings, probs
-        )
+        embeddings, probs = (values.cpu().numpy() for values in self.outputs(model))
+        relabeling = pipeline.relabel(embeddings, self.labels, self.data.num_classes, probs, self.labeling, self.selection)
         labelings = {
             "argmax": baselines.argmax_labels(probs, self.labels),
-            "hdl": baselines.Labeling(chosen.result.labels, confidence),
+            "hdl": baselines.Labeling(relabeling.chosen.result.labels, relabeling.confidence),
         }
         scores = {
             name: {coverage_key(coverage): self._score(labeling, coverage) for coverage in COVERAGES}
@@ -100,12 +101,16 @@ class LabelProbe:
         return {
             "step": step,
             "global_step": global_step,
-            "k": chosen.k,
+            "k": relabeling.chosen.k,
             "n_unlabeled": int(self.evaluated.sum()),
-            "hdl_confidence": self.confidence,
+            "hdl_confidence": self.selection.confidence,
             "seconds": time.perf_counter() - started,
             **scores,
         }
+
+    def outputs(self, model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's embeddings and probabilities of the probed samples, on the device (``model_outputs``)."""
+        return model_outputs(model, self.data.train_images[self.positions], self.data.views, self.batch_size, self.bf16)
 
     def _score(self, labeling: baselines.Labeling, coverage: float) -> dict[str, Any]:
         score = score_labeler(labeling, self.truth, self.evaluated, coverage, n_classes=self.data.num_classes)

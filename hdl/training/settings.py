@@ -19,7 +19,6 @@ from hdl.training.compiling import COMPILE_SETTINGS
 
 PRECISIONS = ("fp32", "bf16")
 STAGE2_LR_RULES = ("hold", "anneal", "restart")
-PROBE_ZERO = {"probe_every": "no label probe", "probe_k": "k chosen by hold-out"}
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,11 @@ class TrainConfig:
     ``compile``: ``torch.compile`` the method's loss with the model's forward
     (and so its backward): ``off``, a ``torch.compile`` mode (``default``,
     ``reduce-overhead`` for CUDA graphs, ``max-autotune``,
-    ``max-autotune-no-cudagraphs``), or ``auto``, what measured best on the
-    device type (``hdl.training.compiling``: eager on CPU, ``reduce-overhead``
-    on CUDA).  It changes how a run computes, not what: a checkpoint resumes
-    under any setting.
+    ``max-autotune-no-cudagraphs``), or ``auto`` (``hdl.training.compiling``):
+    eager on CPU, measured best there (README, figures table), and
+    ``reduce-overhead`` on CUDA, not measured yet.  A step that fails to
+    compile runs eagerly, after one line saying why.  It changes how a run
+    computes, not what: a checkpoint resumes under any setting.
 
     ``extra_labels_leave_unlabeled``: whether ``--extra-labels`` samples also
     leave the unlabeled stream.  Off by default: HDL usually labels every
@@ -71,11 +71,8 @@ class TrainConfig:
     ``probe_every``: every this many steps (and at the last) the label probe
     (``hdl.training.probe``) scores the EMA model's argmax and HDL on its
     embeddings against the true labels of the unlabeled training samples; 0
-    turns it off (and `hdl train` then never imports faiss).  ``probe_k``: the
-    probe's k, 0 to choose it by hold-out as `hdl relabel --k auto` does;
-    ``probe_confidence``: the confidence that ranks HDL's labels for the
-    probe's matched coverages, a name ``hdl.labeling.select.hdl_confidence``
-    knows (the workflow passes its ``hdl.k`` and ``hdl.confidence``);
+    turns it off.  HDL labels there with the run's HDL options (``RunConfig.labeling``)
+    and ranks its labels by the selection's confidence (``RunConfig.selection``).
     ``probe_samples``: at most this many unlabeled samples are scored (a fixed
     subsample drawn from the seed where there are more).
     """
@@ -98,17 +95,14 @@ class TrainConfig:
     extra_labels_leave_unlabeled: bool = False
     probe_every: int = 1024
     probe_samples: int = 10_000
-    probe_k: int = 0
-    probe_confidence: str = "argmax_agreement"
     compile: str = "auto"
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "eval_every", "save_every", "log_every", "eval_batch_size", "probe_samples"):
             if getattr(self, key) < 1:
                 raise UserError(f"--set {key}={getattr(self, key)}: must be at least 1")
-        for key in ("probe_every", "probe_k"):
-            if getattr(self, key) < 0:
-                raise UserError(f"--set {key}={getattr(self, key)}: must be at least 0 (0: {PROBE_ZERO[key]})")
+        if self.probe_every < 0:
+            raise UserError(f"--set probe_every={self.probe_every}: must be at least 0 (0: no label probe)")
         if self.uratio < 0 or not 0 <= self.ema <= 1:
             raise UserError(f"uratio must be >= 0 and ema in [0, 1]; got uratio={self.uratio}, ema={self.ema}")
         for key, allowed in (("precision", PRECISIONS), ("stage2_lr", STAGE2_LR_RULES), ("compile", COMPILE_SETTINGS)):
@@ -132,10 +126,22 @@ class RunConfig:
     extra_labels: str | None  # .npz of pseudo-labels joining the labeled stream
     train: TrainConfig
     method_config: Any  # the method's Config dataclass
+    labeling: Any  # hdl.labeling.pipeline.LabelingOptions: how HDL labels in the label probe and the refresh
+    selection: Any  # hdl.labeling.pipeline.SelectionOptions: the probe's confidence, the refresh's selection
+    refresh_every: int  # relabel and replace the extra labels every this many steps; 0: never
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain form kept in checkpoints and metrics.json; a resumed run must match it key by key."""
-        return dataclasses.asdict(self)
+        """The plain form kept in checkpoints and metrics.json, JSON's types only (tuples become
+        lists), so that it compares equal after either round trip; a resumed run must match it key by key."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def run_identity(config: dict[str, Any]) -> dict[str, Any]:

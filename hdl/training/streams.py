@@ -18,9 +18,21 @@ from hdl.ssl import Views
 from hdl.training.inference import images_to_tensor
 
 
+@dataclass(frozen=True)
+class HostLabels:
+    """The split and the training labels as numpy arrays, for what reads them on the host (the method's class
+    prior, the label probe): nothing copies them back from the device."""
+
+    train_labels: np.ndarray
+    given_index: np.ndarray  # the split's labeled samples, without the extra ones
+    given_targets: np.ndarray
+    unlabeled_index: np.ndarray
+
+
 @dataclass
 class TrainingData:
-    """Everything a run reads, as tensors on the training device; images stay uint8 (N, C, H, W)."""
+    """Everything a run reads, as tensors on the training device (images stay uint8 (N, C, H, W)), and its
+    labels on the host."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -32,6 +44,7 @@ class TrainingData:
     unlabeled_index: torch.Tensor
     num_classes: int
     views: Views
+    host: HostLabels
     num_extra: int = 0
 
     @classmethod
@@ -48,6 +61,7 @@ class TrainingData:
         """``extra`` = (index, label, weight) of pseudo-labeled samples: they join the labeled stream
         and, with ``extra_leave_unlabeled``, leave the unlabeled one."""
         targets = dataset.train_labels[labeled_index]
+        given_index, given_targets = labeled_index, targets
         weights = np.ones(len(labeled_index), dtype=np.float32)
         if extra is not None:
             extra_index, extra_labels, extra_weights = extra
@@ -63,27 +77,34 @@ class TrainingData:
             targets = np.concatenate([targets, extra_labels])
             weights = np.concatenate([weights, extra_weights.astype(np.float32)])
 
+        host = HostLabels(*(np.asarray(array, dtype=np.int64) for array in (dataset.train_labels, given_index, given_targets, unlabeled_index)))
+
         def longs(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.asarray(array, dtype=np.int64), device=device)
 
         return cls(
             train_images=images_to_tensor(dataset.train_images, device),
-            train_labels=longs(dataset.train_labels),
+            train_labels=longs(host.train_labels),
             test_images=images_to_tensor(dataset.test_images, device),
             test_labels=longs(dataset.test_labels),
             labeled_index=longs(labeled_index),
             labeled_targets=longs(targets),
             labeled_weights=torch.as_tensor(weights, device=device),
-            unlabeled_index=longs(unlabeled_index),
+            unlabeled_index=longs(host.unlabeled_index),
             num_classes=dataset.num_classes,
             views=views,
+            host=host,
             num_extra=0 if extra is None else len(extra[0]),
         )
 
-    @property
-    def given_targets(self) -> torch.Tensor:
-        """The labels the split gives (without the extra ones)."""
-        return self.labeled_targets[: len(self.labeled_targets) - self.num_extra]
+    def replace_extra_labels(self, index: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
+        """The extra labels become these (a label refresh): the split's labels stay first."""
+        given = len(self.labeled_index) - self.num_extra
+        device = self.labeled_index.device
+        self.labeled_index = torch.cat([self.labeled_index[:given], torch.as_tensor(index, dtype=torch.int64, device=device)])
+        self.labeled_targets = torch.cat([self.labeled_targets[:given], torch.as_tensor(labels, dtype=torch.int64, device=device)])
+        self.labeled_weights = torch.cat([self.labeled_weights[:given], torch.as_tensor(weights, dtype=torch.float32, device=device)])
+        self.num_extra = len(index)
 
     def sizes(self) -> dict[str, int]:
         return {
@@ -120,6 +141,7 @@ class EpochShuffler:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.order = state["order"]
+        self.size = len(self.order)  # the labeled set's size changes where a refresh replaced the extra labels
         self.position = state["position"]
 
 

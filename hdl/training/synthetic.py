@@ -35,11 +35,13 @@ def random_trainer(method: str, arch: str, dataset, device: torch.device, assign
 
     Its steps are for timing and tracing, so the label probe is off unless ``assignments`` turn it on."""
     from hdl.data.augment import Augmenter
+    from hdl.labeling.pipeline import LabelingOptions, SelectionOptions
 
     train, method_config = resolve_settings(method, ["probe_every=0", *assignments])
     config = RunConfig(
         dataset="random uint8 images", labels=num_labeled, imbalance=1.0, seed=seed, method=method, arch=arch, steps=10**6,
         split=None, init=None, extra_labels=None, train=train, method_config=method_config,
+        labeling=LabelingOptions(seed=seed), selection=SelectionOptions(), refresh_every=0,
     )
     channels = dataset.train_images.shape[-1]
     views = Augmenter([0.5] * channels, [0.25] * channels, hflip=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hdl.data import DATASET_NAMES
+    from hdl.labeling.cli import add_labeling_arguments, add_selection_arguments
     from hdl.ssl import REGISTRY
     from hdl.track import MODES
 
@@ -32,11 +34,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="wrn-28-2", help="wrn-DEPTH-WIDTH: wrn-28-2 (CIFAR-10), wrn-28-8 (CIFAR-100), wrn-10-1 (CPU)")
     parser.add_argument("--init", help="continue this run of the same method (HDL stage 2): weights, EMA, optimiser, method state, clock, LR")
     parser.add_argument("--extra-labels", help=".npz with index, label[, weight] (from `hdl relabel --extra-labels-out` of this cell and method): pseudo-labels of unlabeled samples joining the labeled stream")
+    parser.add_argument("--refresh-every", type=int, default=0, metavar="E",
+                        help="every E steps label the split's samples afresh with HDL on the EMA model's embeddings and probabilities, "
+                             "as `hdl embed` and `hdl relabel` with the HDL and selection options below would, and train on that "
+                             "selection instead of the extra labels (needs --extra-labels; default: 0, never)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override a trainer or method hyperparameter (repeatable); a wrong key lists the valid ones")
     add_data_arguments(parser)
     add_device_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # HDL as `hdl relabel` runs it, for the label probe and --refresh-every; its seed is --seed
+    add_labeling_arguments(parser)
+    add_selection_arguments(parser)
     parser.add_argument("--wandb-mode", default="disabled", choices=MODES)
     parser.add_argument("--wandb-project", default="hdl")
     parser.add_argument("--wandb-group")
@@ -45,11 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The run the arguments describe, its ``--set`` values typed and checked."""
+    from hdl.labeling.cli import labeling_options, selection_options
     from hdl.training.settings import RunConfig, resolve_settings
 
     if args.steps < 1:
         raise UserError(f"--steps {args.steps}: must be at least 1")
+    if args.refresh_every < 0:
+        raise UserError(f"--refresh-every {args.refresh_every}: must be at least 0 (0: never)")
+    if args.refresh_every and not args.extra_labels:
+        raise UserError("--refresh-every replaces the extra labels during training, and this run has none: pass --extra-labels too")
     train, method_config = resolve_settings(args.method, args.assignments)
+    if args.refresh_every and train.extra_labels_leave_unlabeled:
+        raise UserError("--refresh-every relabels the split's unlabeled samples while they stay in the unlabeled stream: "
+                        "leave --set extra_labels_leave_unlabeled at false")
     return RunConfig(
         dataset=args.dataset,
         labels=args.labels,
@@ -63,6 +80,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         extra_labels=args.extra_labels,
         train=train,
         method_config=method_config,
+        labeling=labeling_options(args),
+        selection=selection_options(args, has_probs=True),  # the EMA model's probabilities
+        refresh_every=args.refresh_every,
     )
 
 
@@ -99,10 +119,17 @@ def build_trainer(args: argparse.Namespace) -> Trainer:
 
 def run(args: argparse.Namespace) -> int:
     from hdl.track import TrackingOptions
+    from hdl.training.stop_signal import EXIT_STATUS, TrainingStopped, stop_on_signal
 
-    trainer = build_trainer(args)
-    tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
-    metrics = trainer.fit(args.out, tracking, progress=not args.no_progress)
+    # from the start: a time-limit warning while the data loads stops the run after its first step
+    with stop_on_signal() as stop:
+        trainer = build_trainer(args)
+        tracking = TrackingOptions(args.wandb_mode, args.wandb_project, args.wandb_group, args.wandb_name)
+        try:
+            metrics = trainer.fit(args.out, tracking, progress=not args.no_progress, stop=stop)
+        except TrainingStopped as stopped:
+            print(f"hdl train: {stopped}", file=sys.stderr)
+            return EXIT_STATUS
     print(
         f"{args.method} {args.arch} {args.dataset}: top1 {metrics['top1']:.4f}, balanced_acc {metrics['balanced_acc']:.4f}, "
         f"median_last20_top1 {metrics['median_last20_top1']:.4f} after {metrics['steps']} steps "

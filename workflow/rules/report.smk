@@ -87,6 +87,13 @@ rule aggregate:
             category="Plots",
             labels={"figure": "pseudo-label accuracy through training"},
         ),
+        # always written: it says "no label refreshes" where hdl.refresh_every is 0
+        refresh_plot=report(
+            f"{layout.PLOTS}/refresh.png",
+            caption="../report/refresh.rst",
+            category="Plots",
+            labels={"figure": "label refreshes"},
+        ),
     log:
         layout.job_log("aggregate"),
     conda:

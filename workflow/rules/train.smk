@@ -3,6 +3,8 @@
 # saved every `save_every` steps, is deliberately not an output: Snakemake deletes the outputs of a
 # failed job and of a job it reruns, and the checkpoint must survive a kill or a SLURM time-out so
 # that the rerun (or the retry) resumes from it. Later steps find it next to metrics.json.
+# On SLURM a training job is warned resources.time_limit_margin_s before its time limit (slurm_extra):
+# `hdl train` saves its checkpoint after the current step and exits 75, and the retry resumes from it.
 rule train_stage1:
     input:
         split=layout.split_file,
@@ -15,6 +17,7 @@ rule train_stage1:
     params:
         out_dir=lambda wildcards, output: Path(output.metrics).parent,
         train=lambda wildcards: hdl.workflow.train_flags(config, wildcards, stage=1),
+        hdl=hdl.workflow.relabel_flags(config),  # the label probe labels as `hdl relabel` does
         wandb=lambda wildcards: hdl.workflow.wandb_flags(config, wildcards, "stage1"),
         data=hdl.workflow.data_flags(config),
         device=config["device"],
@@ -23,9 +26,10 @@ rule train_stage1:
         gpu=hdl.workflow.uses_gpu(config),
         mem_mb=mem_mb("train"),
         runtime=runtime_minutes("train"),
+        slurm_extra=hdl.workflow.time_limit_warning(config),
     shell:
         "hdl train --dataset {wildcards.dataset} --labels {wildcards.labels} --imbalance {wildcards.imbalance}"
-        " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} {params.train}"
+        " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} {params.train} {params.hdl}"
         " --device {params.device} --threads {threads} {params.data} {params.wandb} --out {params.out_dir} > {log} 2>&1"
 
 
@@ -41,8 +45,12 @@ rule train_stage2:
     params:
         out_dir=lambda wildcards, output: Path(output.metrics).parent,
         start=lambda wildcards, input: checkpoint_of(input.start),
-        extra_labels=lambda wildcards, input: f"--extra-labels {input.extra_labels}" if "extra_labels" in input.keys() else "",
+        # the HDL variant's labels (and their refresh); the baseline has none
+        extra_labels=lambda wildcards, input: (
+            hdl.workflow.extra_label_flags(config, input.extra_labels) if "extra_labels" in input.keys() else ""
+        ),
         train=lambda wildcards: hdl.workflow.train_flags(config, wildcards, stage=2),
+        hdl=hdl.workflow.relabel_flags(config),  # the label probe and the refresh label as `hdl relabel` does
         wandb=lambda wildcards: hdl.workflow.wandb_flags(
             config, wildcards, hdl.workflow.stage2_run_name(int(wildcards.round), wildcards.variant, ROUNDS)
         ),
@@ -53,10 +61,11 @@ rule train_stage2:
         gpu=hdl.workflow.uses_gpu(config),
         mem_mb=mem_mb("train"),
         runtime=runtime_minutes("train"),
+        slurm_extra=hdl.workflow.time_limit_warning(config),
     shell:
         "hdl train --dataset {wildcards.dataset} --labels {wildcards.labels} --imbalance {wildcards.imbalance}"
         " --seed {wildcards.seed} --method {wildcards.method} --split {input.split} --init {params.start}"
-        " {params.extra_labels} {params.train} --device {params.device} --threads {threads} {params.data} {params.wandb}"
+        " {params.extra_labels} {params.train} {params.hdl} --device {params.device} --threads {threads} {params.data} {params.wandb}"
         " --out {params.out_dir} > {log} 2>&1"
 
 

@@ -1,7 +1,7 @@
 """Which LR should stage 2 continue with?  Train the paired baseline (no HDL labels) of finished
 stage-1 runs under each `stage2_lr` rule and compare their test accuracy.
 
-    .venv/bin/python benchmarks/compare_stage2_lr.py --runs results/runs --steps 500 --rules hold anneal restart
+    .venv/bin/python studies/compare_stage2_lr.py --runs results/runs --steps 500 --rules hold anneal restart
 
 The runs use whichever ``hdl`` package the interpreter imports (set PYTHONPATH to measure a checkout
 other than the installed one: checkpoints only load into the code that wrote them).

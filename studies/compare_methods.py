@@ -1,7 +1,7 @@
 """Every method on one data set with the same labels, backbone and schedule: a table of final accuracies.
 
-    .venv/bin/python benchmarks/compare_methods.py                  # Fashion-MNIST, 40 labels, CPU settings
-    .venv/bin/python benchmarks/compare_methods.py --steps 3000 --jobs 1 --set uratio=7
+    .venv/bin/python studies/compare_methods.py                  # Fashion-MNIST, 40 labels, CPU settings
+    .venv/bin/python studies/compare_methods.py --steps 3000 --jobs 1 --set uratio=7
 
 Each method is one `hdl train` run under OUT/METHOD/, so an interrupted
 comparison resumes and a finished one only reprints the table.  ``--jobs``

@@ -12,7 +12,7 @@ coverage: each labeler's most confident 50%); knn_vote and label propagation use
 adaptive k picked for the frontier rule. Prints a Markdown
 table and writes JSON.
 
-    python benchmarks/compare_labelers_fashion_mnist.py --out results/labelers_fmnist.json
+    python studies/compare_labelers_fashion_mnist.py --out results/labelers_fmnist.json
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 under the accuracy-coverage curve, under each confidence the stage-2 selection offers, beside the
 model's argmax, from a workflow's relabel.json files or from `hdl embed` outputs.
 
-    .venv/bin/python benchmarks/compare_confidences.py --runs results/runs [--coverages 0.1 0.3 0.5]
-    .venv/bin/python benchmarks/compare_confidences.py --embeddings results/runs/.../embed.npz ... [-- --k 10]
+    .venv/bin/python studies/compare_confidences.py --runs results/runs [--coverages 0.1 0.3 0.5]
+    .venv/bin/python studies/compare_confidences.py --embeddings results/runs/.../embed.npz ... [-- --k 10]
 
 ``--runs`` reads every relabel.json below the folder; ``--embeddings`` runs `hdl relabel` (its defaults,
 plus any flags after ``--``) on each embed.npz into a temporary folder and reads the report it writes.

@@ -3,7 +3,7 @@ labels best, and which class quota gives stage 2 the most (docs/results.md, "Pre
 long-tailed Fashion-MNIST").
 
     snakemake --snakefile workflow/Snakefile --configfile config/study_lt_tuning.yaml --cores 2 --until embed
-    python benchmarks/tune_selection.py --config config/study_lt_tuning.yaml --runs results/runs --out results/tuning
+    python studies/tune_selection.py --config config/study_lt_tuning.yaml --runs results/runs --out results/tuning
 
 For every cell under ``--runs`` with a finished stage 1 and ``round~1/embed.npz``, with the config's
 ``hdl`` settings for everything but the confidence and the quota:
@@ -91,8 +91,10 @@ def tail_test_accuracy(metrics: dict, tail: np.ndarray) -> float:
 
 
 def choose_confidence(areas: pd.Series, candidates: list[str]) -> str:
-    """The candidate with the highest mean area; ties to the earlier candidate."""
-    return max(candidates, key=lambda kind: (areas.get(f"hdl ({kind})", -np.inf), -candidates.index(kind)))
+    """The candidate with the highest mean area; ties to the earlier candidate. One without an area
+    (absent, or NaN: no cell's curve had two points) is never chosen over one with."""
+    scores = areas.reindex([f"hdl ({kind})" for kind in candidates]).fillna(-np.inf)
+    return candidates[int(np.argmax(scores.to_numpy()))]  # argmax: the first of equal maxima
 
 
 def choose_quota(wide: pd.DataFrame, quotas: list[str]) -> tuple[str, dict]:

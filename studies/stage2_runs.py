@@ -1,4 +1,4 @@
-"""Stage-2 runs from finished stage-1 checkpoints, for the benchmark scripts that compare stage-2 rules
+"""Stage-2 runs from finished stage-1 checkpoints, for the study scripts that compare stage-2 rules
 (compare_stage2_lr.py, tune_selection.py): finding the stage-1 runs, the `hdl train` command that
 continues one with the run's own settings, and running it once (a finished run is read back).
 
@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Iterator
 
 CELL_KEYS = ("dataset", "labels", "imbalance", "method", "seed")
+#: trainer settings of stage-1 runs written before `hdl train` took `hdl relabel`'s flags, which now set
+#: what these did (the label probe's k and confidence): a stage 2 continuing such a run leaves them out
+RETIRED_TRAIN_KEYS = ("probe_k", "probe_confidence")
 
 
 def stage1_runs(runs: str | Path, patterns: list[str]) -> Iterator[tuple[Path, Path, dict]]:
@@ -32,10 +35,12 @@ def cell_of(stage1_metrics: dict) -> dict:
     return {key: stage1_metrics[key] for key in CELL_KEYS}
 
 
-def stage2_command(stage1_metrics: dict, checkpoint: Path, steps: int, out: Path,
-                   settings: dict | None = None, extra_labels: Path | None = None) -> list[str]:
+def stage2_command(stage1_metrics: dict, checkpoint: Path, steps: int, out: Path, settings: dict | None = None,
+                   extra_labels: Path | None = None, flags: tuple[str, ...] = ()) -> list[str]:
     """`hdl train --init CHECKPOINT` for ``steps`` steps with the stage-1 run's own settings,
-    ``settings`` replacing some of them, and the stage-2 labels ``extra_labels`` if given."""
+    ``settings`` replacing some of them, the stage-2 labels ``extra_labels`` if given, and ``flags``
+    last: `hdl relabel`'s HDL and selection flags (``hdl.workflow.relabel_flags``), which the label
+    probe and ``--refresh-every E`` label with."""
     config = stage1_metrics["config"]
     command = [
         sys.executable, "-m", "hdl.cli", "train", "--dataset", config["dataset"], "--labels", str(config["labels"]),
@@ -47,9 +52,10 @@ def stage2_command(stage1_metrics: dict, checkpoint: Path, steps: int, out: Path
         command += ["--split", config["split"]]
     if extra_labels is not None:
         command += ["--extra-labels", str(extra_labels)]
-    for key, value in {**config["train"], **config["method_config"], **(settings or {})}.items():
+    train = {key: value for key, value in config["train"].items() if key not in RETIRED_TRAIN_KEYS}
+    for key, value in {**train, **config["method_config"], **(settings or {})}.items():
         command += ["--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
-    return command
+    return command + list(flags)
 
 
 def run(command: list[str], out: Path) -> dict:
