@@ -111,6 +111,7 @@ LEARNED = 0.6  # fp32 reached 0.71-0.91 (chance: 0.1): the comparison is between
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # about 2 minutes on 2 cores: CI runs it, a local `make test` leaves it out
 @pytest.mark.parametrize("method", sorted(REGISTRY))
 def test_every_method_trains_in_bf16_to_the_accuracy_of_fp32_from_the_same_seed(tmp_path, method):
     top1 = {}
