@@ -229,15 +229,20 @@ def report(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
     gains = gains_against_baseline(frame, variants)
     print_gains(gains, variants, ["setting", "method"], "Variant − baseline per setting and method (points, mean [95% paired-t interval])")
     print_gains(gains, variants, [], "Pooled over every reported cell (the decision's interval)")
-    pooled = {variant: paired_t_interval(gains["overall"][variant]) for variant in variants[1:]}
-    groups = gains["overall"].groupby(level=["setting", "method"])
-    winners = [variant for variant in variants[1:] if pooled[variant][0] > 0
-               and all(paired_t_interval(group[variant])[1] >= 0 for _, group in groups)]
     print_kept(frame)
     print_refreshes(frame)
-    best = max(winners, key=lambda variant: gains["overall"][variant].mean()) if winners else None
+    best = decide(gains, variants[1:])
     print(f"\ndecision: {best or 'no variant gains: the defaults stay'}")
     return 0
+
+
+def decide(gains: pd.DataFrame, variants: list[str]) -> str | None:
+    """The pre-registered decision: of the ``variants`` whose overall gain pooled over every cell has a 95%
+    interval above 0 and none of whose (setting, method) groups has one below 0, the highest pooled mean."""
+    groups = gains["overall"].groupby(level=["setting", "method"])
+    winners = [variant for variant in variants if paired_t_interval(gains["overall"][variant])[0] > 0
+               and all(paired_t_interval(group[variant])[1] >= 0 for _, group in groups)]
+    return max(winners, key=lambda variant: gains["overall"][variant].mean()) if winners else None
 
 
 def main() -> int:
