@@ -29,8 +29,9 @@ import pandas as pd
 import yaml
 
 from hdl import workflow
+from hdl.report.refresh_plot import plot_refreshes
 from hdl.report.stats import paired_t_interval
-from stage2_runs import cell_of, run, stage1_runs, stage2_command
+from stage2_runs import CELL_KEYS, cell_of, run, stage1_runs, stage2_command
 from tune_selection import hdl_settings, interval_text, relabel, tail_classes, tail_of_selection, tail_test_accuracy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,13 +104,10 @@ class Setting:
             tail = tail_classes(embed)
             for name, (hdl, every) in variants.items():
                 folder = self.folder / "results" / "trust" / cell / name
-                row = cell_of(stage1) | {"setting": self.name, "variant": name, "tail": tail}
+                row = cell_of(stage1) | {"setting": self.name, "variant": name, "tail": tail, "folder": str(folder)}
                 extra = None
                 if hdl is not None:
-                    selection = relabel(embed, folder, hdl, stage1["seed"])["selection"]
-                    row |= tail_of_selection(selection, tail) | {
-                        "kept": selection["n_selected"], "kept_accuracy": 100 * (selection["accuracy"] or np.nan),
-                        "disputed": sum(selection["per_class_disputed"] or [0])}
+                    row |= kept_labels(relabel(embed, folder, hdl, stage1["seed"])["selection"], tail)
                     extra = folder / "extra_labels.npz"
                 flags = shlex.split(workflow.relabel_flags({"hdl": hdl or self.hdl}))
                 flags += ["--refresh-every", str(every)] if every else []
@@ -118,21 +116,42 @@ class Setting:
         return jobs
 
     def workflow_rows(self) -> list[dict]:
-        """The workflow's own stage-2 runs of every cell as the study's baseline and defaults."""
+        """The workflow's own stage-2 runs of every cell as the study's baseline and defaults (with the
+        labels of the round's relabel.json)."""
         rows = []
         for _, cell_dir, stage1 in self.cells:
-            tail = tail_classes(cell_dir / "round~1" / "embed.npz")
+            round_dir = cell_dir / "round~1"
+            tail = tail_classes(round_dir / "embed.npz")
             for name, variant in WORKFLOW_VARIANTS.items():
-                metrics = json.loads((cell_dir / "round~1" / f"variant~{variant}" / "metrics.json").read_text())
-                rows.append(outcome(cell_of(stage1) | {"setting": self.name, "variant": name, "tail": tail}, metrics))
+                row = cell_of(stage1) | {"setting": self.name, "variant": name, "tail": tail}
+                if variant != "baseline":
+                    row |= kept_labels(json.loads((round_dir / "relabel.json").read_text())["selection"], tail)
+                rows.append(outcome(row, json.loads((round_dir / f"variant~{variant}" / "metrics.json").read_text())))
         return rows
 
 
+def percent(fraction: float | None) -> float:
+    return np.nan if fraction is None else 100 * fraction
+
+
+def kept_labels(selection: dict, tail: np.ndarray) -> dict:
+    """What a relabel.json ``selection`` kept for stage 2: count and accuracy (%), overall, in the tail and
+    per class; how many of them the classifier disputes; the stage-1 argmax's accuracy at the same coverage."""
+    return tail_of_selection(selection, tail) | {
+        "kept": selection["n_selected"], "kept_accuracy": percent(selection["accuracy"]),
+        "argmax_accuracy": percent(selection["argmax_accuracy"]),
+        "disputed": sum(selection["per_class_disputed"] or [0]),
+        "per_class_kept": selection["per_class"],
+        "per_class_kept_accuracy": [percent(value) for value in selection["per_class_accuracy"]]}
+
+
 def outcome(row: dict, metrics: dict) -> dict:
-    refreshes = metrics.get("refreshes") or []
+    """``row`` with the stage-2 run's test accuracy (%), overall and in the tail, and its label refreshes,
+    each with the labels it kept in the tail classes."""
+    tail = row["tail"]
+    refreshes = [each | {"tail_kept": int(np.sum(np.asarray(each["per_class"])[tail]))} for each in metrics.get("refreshes") or []]
     return ({key: value for key, value in row.items() if key != "tail"}
-            | {"accuracy": 100 * metrics[METRIC], "tail_accuracy": tail_test_accuracy(metrics, row["tail"]),
-               "refreshes": refreshes})
+            | {"accuracy": 100 * metrics[METRIC], "tail_accuracy": tail_test_accuracy(metrics, tail), "refreshes": refreshes})
 
 
 def run_all(setting: Setting, variants: dict, jobs: int) -> list[dict]:
@@ -163,21 +182,29 @@ def print_gains(gains: pd.DataFrame, variants: list, by: list[str], title: str) 
                   f"| {interval_text(group['tail'][variant].dropna())} |")
 
 
+KEPT_COLUMNS = ["kept", "kept_accuracy", "argmax_accuracy", "tail_kept", "tail_kept_accuracy", "disputed"]
+
+
 def print_kept(frame: pd.DataFrame) -> None:
-    kept = frame.dropna(subset=["kept"]).groupby(["setting", "method", "variant"], sort=False)[
-        ["kept", "kept_accuracy", "tail_kept", "tail_kept_accuracy", "disputed"]].mean()
-    print("\nLabels stage 2 started with, mean over seeds: kept, their accuracy (%), kept in the tail, their "
-          "accuracy, kept where the classifier disputes HDL\n")
-    print(kept.round(1).to_string())
+    with_labels = frame.dropna(subset=["kept"])
+    by_variant = with_labels.groupby(["setting", "method", "variant"], sort=False)
+    print("\nLabels stage 2 started with, mean over seeds: kept, their accuracy (%), the stage-1 argmax's accuracy at "
+          "the same coverage, kept in the tail, their accuracy, kept where the classifier disputes HDL\n")
+    print(by_variant[KEPT_COLUMNS].mean().round(1).to_string())
+    for column, what in (("per_class_kept", "kept"), ("per_class_kept_accuracy", "their accuracy (%; NaN where none kept)")):
+        table = pd.DataFrame({key: pd.DataFrame(group[column].tolist(), dtype=float).mean() for key, group in by_variant}).T
+        print(f"\nPer class, mean over seeds: {what}\n")
+        print(table.rename_axis(index=["setting", "method", "variant"], columns="class").round(1).to_string())
 
 
 def print_refreshes(frame: pd.DataFrame) -> None:
     rows = [{"setting": r["setting"], "method": r["method"], "variant": r["variant"], "step": each["step"],
-             "coverage": 100 * each["coverage"], "accuracy": 100 * (each["accuracy"] or np.nan)}
+             "coverage": 100 * each["coverage"], "accuracy": percent(each["accuracy"]), "tail_kept": each["tail_kept"]}
             for r in frame.to_dict("records") for each in r["refreshes"]]
     if rows:
         table = pd.DataFrame(rows).groupby(["setting", "method", "variant", "step"]).mean().round(1)
-        print("\nRefreshes, mean over seeds: coverage of the kept labels and their accuracy (%) at each refresh\n")
+        print("\nRefreshes, mean over seeds: coverage of the kept labels and their accuracy (%), and the labels kept "
+              "in the tail classes, at each refresh\n")
         print(table.to_string())
 
 
@@ -211,7 +238,7 @@ def tune(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
     return 0
 
 
-def report(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
+def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path | None = None) -> int:
     tuned = workflow.load_yaml(tuned_path)
     if None in (tuned["refresh_every"], tuned["refresh_trust"], *(tuned["temperature"][s.name] for s in settings)):
         raise SystemExit(f"{tuned_path} still has null values: run `{Path(__file__).name} tune` first")
@@ -233,7 +260,21 @@ def report(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
     print_refreshes(frame)
     best = decide(gains, variants[1:])
     print(f"\ndecision: {best or 'no variant gains: the defaults stay'}")
+    if figures is not None:
+        for setting in settings:
+            plot_refresh_runs(frame[(frame["setting"] == setting.name) & (frame["variant"] == "refresh")],
+                              figures / f"study_trust_refresh_{setting.name}.png")
     return 0
+
+
+def plot_refresh_runs(rows: pd.DataFrame, path: Path) -> None:
+    """The workflow's refresh figure (``hdl.report.refresh_plot``) of the study's runs ``rows``."""
+    def records(name: str) -> pd.DataFrame:
+        return pd.DataFrame([{**{key: row[key] for key in CELL_KEYS}, "round": 1,
+                              "record": json.loads((Path(row["folder"]) / name).read_text())} for _, row in rows.iterrows()])
+    metrics = records("stage2/metrics.json")
+    plot_refreshes(metrics, records("relabel.json"), metrics[list(CELL_KEYS)], path)
+    print(f"wrote {path}")
 
 
 def decide(gains: pd.DataFrame, variants: list[str]) -> str | None:
@@ -253,9 +294,13 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="stage-2 runs at a time (one CPU thread each)")
     parser.add_argument("--config", type=Path, default=CONFIG, help="the workflow config of the settings (its hdl block and stage2_steps)")
     parser.add_argument("--tuned", type=Path, default=TUNED, help="the tuned values: tune writes them, report reads them")
+    parser.add_argument("--figures", type=Path, help="report: write the refresh variant's figure of each setting here "
+                        "(study_trust_refresh_SETTING.png)")
     args = parser.parse_args()
     settings = [Setting(*assignment.split("=", 1), config=args.config.resolve()) for assignment in args.setting]
-    return (tune if args.step == "tune" else report)(settings, args.jobs, args.tuned.resolve())
+    if args.step == "tune":
+        return tune(settings, args.jobs, args.tuned.resolve())
+    return report(settings, args.jobs, args.tuned.resolve(), args.figures and args.figures.resolve())
 
 
 if __name__ == "__main__":

@@ -109,6 +109,26 @@ def test_gains_against_baseline_pairs_each_variant_with_its_own_cells_baseline()
     assert gains["overall"]["x"].tolist() == [2.0, -1.0] and gains["tail"]["x"].tolist() == [6.0, -1.0]
 
 
+SELECTION = {"n_selected": 6, "accuracy": 0.5, "argmax_accuracy": 0.0, "per_class": [3, 0, 1, 2],
+             "per_class_accuracy": [1.0, None, 0.0, 0.0], "per_class_disputed": [0, 0, 1, 2]}
+
+
+def test_kept_labels_reads_counts_and_accuracies_and_keeps_a_zero_accuracy_apart_from_no_labels():
+    kept = study_trust.kept_labels(SELECTION, np.array([1, 2, 3]))
+    assert (kept["kept"], kept["kept_accuracy"], kept["argmax_accuracy"], kept["disputed"]) == (6, 50.0, 0.0, 3)
+    assert (kept["tail_kept"], kept["tail_kept_accuracy"]) == (3, 0.0)
+    assert kept["per_class_kept"] == [3, 0, 1, 2]
+    assert kept["per_class_kept_accuracy"][0] == 100.0 and np.isnan(kept["per_class_kept_accuracy"][1])
+
+
+def test_outcome_counts_each_refreshs_labels_in_the_tail_classes():
+    metrics = {study_trust.METRIC: 0.5, "per_class": [0.9, 0.1, 0.2, 0.3],
+               "refreshes": [{"step": 5, "per_class": [10, 1, 2, 3]}, {"step": 10, "per_class": [7, 0, 4, 0]}]}
+    row = study_trust.outcome({"variant": "refresh", "tail": np.array([2, 3])}, metrics)
+    assert [each["tail_kept"] for each in row["refreshes"]] == [5, 4] and "tail" not in row
+    assert row["accuracy"] == 50.0 and row["tail_accuracy"] == pytest.approx(25.0)
+
+
 @pytest.mark.slow
 @pytest.mark.ci
 def test_the_tuning_and_the_report_run_every_variant_write_the_choice_and_read_finished_runs_back(tmp_path, monkeypatch, capsys):
@@ -147,12 +167,17 @@ def test_the_tuning_and_the_report_run_every_variant_write_the_choice_and_read_f
         for variant, source in (("baseline", "baseline"), ("hdl", "entropy_balanced")):
             (workflow_cell / f"variant~{variant}").mkdir(parents=True)
             shutil.copy(cell_dir / source / "stage2" / "metrics.json", workflow_cell / f"variant~{variant}" / "metrics.json")
+        shutil.copy(cell_dir / "entropy_balanced" / "relabel.json", workflow_cell / "relabel.json")
     written = {path: path.stat().st_mtime_ns for path in trust.rglob("metrics.json")}
-    assert study_trust.report([setting], 2, tuned) == 0
+    assert study_trust.report([setting], 2, tuned, figures=tmp_path / "figures") == 0
     report = capsys.readouterr().out
     for name in ("defaults", "distribution_aware", "entropy_balanced", "refresh"):
         assert f"| a | fixmatch | {name} | 2 |" in report and f"| {name} | 2 |" in report, name
     assert "decision: " in report
+    kept = report.split("Labels stage 2 started with")[1].split("Per class")[0]
+    assert "argmax_accuracy" in kept and "defaults" in kept and "baseline" not in kept  # the workflow's labels too
+    assert report.count("Per class, mean over seeds") == 2 and "tail_kept" in report.split("Refreshes")[1]
+    assert (tmp_path / "figures" / "study_trust_refresh_a.png").stat().st_size > 0
     refresh = json.loads((cell / "refresh" / "stage2" / "metrics.json").read_text())
     assert [each["step"] for each in refresh["refreshes"]] == list(range(choice["refresh_every"], 3, choice["refresh_every"]))
     # the report ran only its three variants: every tuning run was read back
