@@ -12,8 +12,8 @@ With ``--compile MODE`` each row also runs the step compiled (the trainer's
 ``compile`` setting): its img/s, the speed-up over eager, and the compile time
 (the first step, which compiles the forward and backward; never counted in
 img/s); a step that fails to compile runs eagerly, and its row says so.  Images are random uint8
-arrays: speed does not depend on their content.  On a GPU the network runs channels_last, as in
-real runs.  The network runs in fp32 unless ``--precision bf16`` asks for bf16 autocast, on CPU
+arrays: speed does not depend on their content.  The network runs channels_last, as in real
+runs.  The network runs in fp32 unless ``--precision bf16`` asks for bf16 autocast, on CPU
 and GPU alike (``TrainConfig.precision``).
 """
 

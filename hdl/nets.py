@@ -147,8 +147,9 @@ def build_net(
     ``bn_momentum`` 0.001 is USB's; the trainer warms it up (``ema_warmup``)
     so that short runs have usable running statistics.  Parameters and
     buffers are created on ``device`` (initialised from its generator), with
-    no CPU copy to move; on CUDA the convolution kernels are channels_last,
-    the layout cuDNN is fastest with.
+    no CPU copy to move.  The convolution kernels are channels_last, the
+    layout cuDNN and oneDNN (CPU) are fastest with; the activations follow
+    them from the first convolution on, whatever the input's layout.
     """
     from hdl.errors import UserError
 
@@ -160,6 +161,5 @@ def build_net(
             net = WideResNet(num_classes, in_channels, int(match.group(1)), int(match.group(2)), bn_momentum)
     except ValueError as error:
         raise UserError(f"--arch {arch}: {error}") from None
-    if torch.device(device).type == "cuda":
-        nn.utils.convert_conv2d_weight_memory_format(net, torch.channels_last)
+    nn.utils.convert_conv2d_weight_memory_format(net, torch.channels_last)
     return net

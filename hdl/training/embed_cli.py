@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from hdl.data import DATASET_NAMES
+    from hdl.training.settings import INFERENCE_BATCH_SIZE
 
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `hdl train`")
     parser.add_argument("--dataset", required=True, help=f"one of {', '.join(DATASET_NAMES)}; must be the checkpoint's")
@@ -25,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output .npz: embeddings, probs, index, labels, truth, and the cell they belong to")
     add_data_arguments(parser)
     add_device_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH_SIZE, help="images per forward pass (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

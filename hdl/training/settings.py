@@ -18,6 +18,9 @@ from hdl.ssl import algorithm_class, config_fields
 from hdl.training.compiling import COMPILE_SETTINGS
 
 PRECISIONS = ("fp32", "bf16")
+#: images per forward pass when only predicting (evaluation, the label probe and refresh, `hdl embed`): on a CPU,
+#: WRN-10-1 predicted about 3x faster in batches of 256 than of 1,024 (benchmarks/bench_train.py, README)
+INFERENCE_BATCH_SIZE = 256
 STAGE2_LR_RULES = ("hold", "anneal", "restart")
 
 
@@ -88,7 +91,7 @@ class TrainConfig:
     eval_every: int = 1024
     save_every: int = 1024
     log_every: int = 50
-    eval_batch_size: int = 1024
+    eval_batch_size: int = INFERENCE_BATCH_SIZE
     ema_warmup: bool = True
     precision: str = "fp32"
     stage2_lr: str = "hold"
