@@ -16,6 +16,21 @@ def test_logits_and_features_for_any_channels_and_size(channels, size):
     assert torch.allclose(model.classifier(features), logits)
 
 
+def test_convolutions_are_channels_last_on_the_cpu_and_compute_what_the_nchw_layout_does():
+    torch.manual_seed(0)
+    net = build_net("wrn-10-1", 10, 1).eval()
+    convolutions = [module for module in net.modules() if isinstance(module, nn.Conv2d)]
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convolutions)
+    nchw = build_net("wrn-10-1", 10, 1).eval()
+    nchw.load_state_dict(net.state_dict())
+    nn.utils.convert_conv2d_weight_memory_format(nchw, torch.contiguous_format)
+    images = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        (logits, features), (nchw_logits, nchw_features) = net(images), nchw(images)
+    torch.testing.assert_close(logits, nchw_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(features, nchw_features, rtol=1e-4, atol=1e-5)
+
+
 def test_depth_and_width_follow_the_name():
     model = build_net("wrn-28-2", 10, 3)
     blocks = [m for m in model.modules() if isinstance(m, PreActBlock)]
