@@ -19,7 +19,7 @@ from hdl.training.compiling import COMPILE_SETTINGS
 
 PRECISIONS = ("fp32", "bf16")
 #: images per forward pass when only predicting (evaluation, the label probe and refresh, `hdl embed`): on a CPU,
-#: WRN-10-1 predicted about 3x faster in batches of 256 than of 1,024 (benchmarks/bench_train.py, README)
+#: channels_last WRN-10-1 predicted 1.3x faster in batches of 256 than of 1,024 (benchmarks/bench_predict.py, README)
 INFERENCE_BATCH_SIZE = 256
 STAGE2_LR_RULES = ("hold", "anneal", "restart")
 
