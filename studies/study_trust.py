@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from hdl import workflow
+from hdl.io import atomic_path
 from hdl.report.refresh_plot import plot_refreshes
 from hdl.report.stats import paired_t_interval
 from stage2_runs import CELL_KEYS, cell_of, run, stage1_runs, stage2_command
@@ -162,18 +163,26 @@ def run_all(setting: Setting, variants: dict, jobs: int) -> list[dict]:
     return [outcome(row, metrics) for (row, _, _), metrics in zip(planned, results)]
 
 
-def gains_against_baseline(frame: pd.DataFrame, variants: list) -> pd.DataFrame:
-    """Per cell (rows) and variant, variant − baseline, under "overall" and "tail"."""
+def gains_against_baseline(frame: pd.DataFrame, variants: list, reference: str = "baseline") -> pd.DataFrame:
+    """Per cell (rows) and variant, variant − ``reference`` (a variant of the same cells), under "overall" and "tail"."""
     index = ["setting", "dataset", "labels", "imbalance", "method", "seed"]
     parts = {}
     for column, name in (("accuracy", "overall"), ("tail_accuracy", "tail")):
         wide = frame.pivot_table(index=index, columns="variant", values=column, aggfunc="first")
-        parts[name] = wide[variants].sub(wide["baseline"], axis=0)
+        parts[name] = wide[variants].sub(wide[reference], axis=0)
     return pd.concat(parts, axis=1)
 
 
-def print_gains(gains: pd.DataFrame, variants: list, by: list[str], title: str) -> None:
-    print(f"\n{title}\n\n| {' | '.join(by)} | variant | n | variant − baseline | tail: variant − baseline |")
+def print_accuracies(frame: pd.DataFrame) -> None:
+    by_variant = frame.groupby(["setting", "method", "variant"], sort=False)
+    table = pd.concat({column: by_variant[column].agg(lambda values: f"{values.mean():.2f} ± {values.std():.2f}")
+                       for column in ("accuracy", "tail_accuracy")}, axis=1)
+    print("\nTest accuracy (%), overall and in the tail classes, mean ± sample std over seeds\n")
+    print(table.to_string())
+
+
+def print_gains(gains: pd.DataFrame, variants: list, by: list[str], title: str, reference: str = "baseline") -> None:
+    print(f"\n{title}\n\n| {' | '.join(by)} | variant | n | variant − {reference} | tail: variant − {reference} |")
     print("| " + " | ".join("---" for _ in by + ["", "", "", ""]) + " |")
     for key, group in gains.groupby(level=by, sort=False) if by else [((), gains)]:
         key = key if isinstance(key, tuple) else (key,)
@@ -238,7 +247,7 @@ def tune(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
     return 0
 
 
-def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path | None = None) -> int:
+def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path | None = None, cells: Path | None = None) -> int:
     tuned = workflow.load_yaml(tuned_path)
     if None in (tuned["refresh_every"], tuned["refresh_trust"], *(tuned["temperature"][s.name] for s in settings)):
         raise SystemExit(f"{tuned_path} still has null values: run `{Path(__file__).name} tune` first")
@@ -256,6 +265,12 @@ def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path |
     gains = gains_against_baseline(frame, variants)
     print_gains(gains, variants, ["setting", "method"], "Variant − baseline per setting and method (points, mean [95% paired-t interval])")
     print_gains(gains, variants, [], "Pooled over every reported cell (the decision's interval)")
+    unrefreshed = tuned["refresh_trust"]
+    refresh_gains = gains_against_baseline(frame, ["refresh"], reference=unrefreshed)
+    for by in (["setting", "method"], []):
+        print_gains(refresh_gains, ["refresh"], by, f"What the refresh adds: refresh − {unrefreshed} (not part of the decision)",
+                    reference=unrefreshed)
+    print_accuracies(frame)
     print_kept(frame)
     print_refreshes(frame)
     best = decide(gains, variants[1:])
@@ -264,6 +279,10 @@ def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path |
         for setting in settings:
             plot_refresh_runs(frame[(frame["setting"] == setting.name) & (frame["variant"] == "refresh")],
                               figures / f"study_trust_refresh_{setting.name}.png")
+    if cells is not None:
+        with atomic_path(cells) as tmp:
+            frame.drop(columns=["folder", "refreshes", "per_class_kept", "per_class_kept_accuracy"], errors="ignore").to_csv(tmp, index=False)
+        print(f"wrote {cells}")
     return 0
 
 
@@ -296,11 +315,12 @@ def main() -> int:
     parser.add_argument("--tuned", type=Path, default=TUNED, help="the tuned values: tune writes them, report reads them")
     parser.add_argument("--figures", type=Path, help="report: write the refresh variant's figure of each setting here "
                         "(study_trust_refresh_SETTING.png)")
+    parser.add_argument("--cells", type=Path, help="report: write every reported run's test accuracy and kept labels here (CSV)")
     args = parser.parse_args()
     settings = [Setting(*assignment.split("=", 1), config=args.config.resolve()) for assignment in args.setting]
     if args.step == "tune":
         return tune(settings, args.jobs, args.tuned.resolve())
-    return report(settings, args.jobs, args.tuned.resolve(), args.figures and args.figures.resolve())
+    return report(settings, args.jobs, args.tuned.resolve(), args.figures and args.figures.resolve(), args.cells and args.cells.resolve())
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ def test_gains_against_baseline_pairs_each_variant_with_its_own_cells_baseline()
                                                   (1, "x", 60.0, 20.0), (1, "baseline", 61.0, 21.0)]]
     gains = gains_against_baseline(pd.DataFrame(rows), ["x"])
     assert gains["overall"]["x"].tolist() == [2.0, -1.0] and gains["tail"]["x"].tolist() == [6.0, -1.0]
+    against_x = gains_against_baseline(pd.DataFrame(rows), ["baseline"], reference="x")
+    assert against_x["overall"]["baseline"].tolist() == [-2.0, 1.0] and against_x["tail"]["baseline"].tolist() == [-6.0, 1.0]
 
 
 SELECTION = {"n_selected": 6, "accuracy": 0.5, "argmax_accuracy": 0.0, "per_class": [3, 0, 1, 2],
@@ -127,6 +129,10 @@ def test_outcome_counts_each_refreshs_labels_in_the_tail_classes():
     row = study_trust.outcome({"variant": "refresh", "tail": np.array([2, 3])}, metrics)
     assert [each["tail_kept"] for each in row["refreshes"]] == [5, 4] and "tail" not in row
     assert row["accuracy"] == 50.0 and row["tail_accuracy"] == pytest.approx(25.0)
+
+
+def refresh_metrics_of(cell: Path) -> dict:
+    return json.loads((cell / "refresh" / "stage2" / "metrics.json").read_text())
 
 
 @pytest.mark.slow
@@ -169,16 +175,23 @@ def test_the_tuning_and_the_report_run_every_variant_write_the_choice_and_read_f
             shutil.copy(cell_dir / source / "stage2" / "metrics.json", workflow_cell / f"variant~{variant}" / "metrics.json")
         shutil.copy(cell_dir / "entropy_balanced" / "relabel.json", workflow_cell / "relabel.json")
     written = {path: path.stat().st_mtime_ns for path in trust.rglob("metrics.json")}
-    assert study_trust.report([setting], 2, tuned, figures=tmp_path / "figures") == 0
+    assert study_trust.report([setting], 2, tuned, figures=tmp_path / "figures", cells=tmp_path / "cells.csv") == 0
     report = capsys.readouterr().out
     for name in ("defaults", "distribution_aware", "entropy_balanced", "refresh"):
         assert f"| a | fixmatch | {name} | 2 |" in report and f"| {name} | 2 |" in report, name
+    assert f"refresh − {choice['refresh_trust']} (not part of the decision)" in report
+    runs = pd.read_csv(tmp_path / "cells.csv")
+    assert len(runs) == 2 * 5 and set(runs["variant"]) == {"baseline", "defaults", "distribution_aware", "entropy_balanced", "refresh"}
+    refreshed_run = runs[(runs["variant"] == "refresh") & (runs["seed"] == 100)].iloc[0]
+    assert refreshed_run["accuracy"] == pytest.approx(100 * refresh_metrics_of(cell)[study_trust.METRIC])
+    accuracies = report.split("sample std over seeds\n")[1].split("Labels stage 2")[0]
+    assert accuracies.count(" ± ") == 2 * 5
     assert "decision: " in report
     kept = report.split("Labels stage 2 started with")[1].split("Per class")[0]
     assert "argmax_accuracy" in kept and "defaults" in kept and "baseline" not in kept  # the workflow's labels too
     assert report.count("Per class, mean over seeds") == 2 and "tail_kept" in report.split("Refreshes")[1]
     assert (tmp_path / "figures" / "study_trust_refresh_a.png").stat().st_size > 0
-    refresh = json.loads((cell / "refresh" / "stage2" / "metrics.json").read_text())
+    refresh = refresh_metrics_of(cell)
     assert [each["step"] for each in refresh["refreshes"]] == list(range(choice["refresh_every"], 3, choice["refresh_every"]))
     # the report ran only its three variants: every tuning run was read back
     assert {path: path.stat().st_mtime_ns for path in written} == written
