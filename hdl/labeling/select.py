@@ -35,7 +35,8 @@ labels it can trust (``rule="confident"``, the default):
    keeps almost nothing; ``uniform``: round(B / C) each; ``crest`` (CReST, Wei et al. CVPR 2021):
    the class of the r-th largest labeled count keeps the top (N_(C+1-r) / N_1)^(1/alpha) of its
    own candidates, so the tail keeps all of its candidates and the head the fewest; ``none``: no cap.
-``rule="all"`` keeps every label HDL reached, with weight one: the behaviour before selection.
+``rule="all"`` keeps every label HDL reached, with no threshold and no quota (with weight ``one``, the
+behaviour before selection existed).
 ``max_level`` and ``min_agreement`` filter further under either rule.
 
 Stage-2 loss weights (``WEIGHTS``): ``one``; the vote ``agreement``; the ``confidence``; or
