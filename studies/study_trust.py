@@ -163,7 +163,7 @@ def run_all(setting: Setting, variants: dict, jobs: int) -> list[dict]:
     return [outcome(row, metrics) for (row, _, _), metrics in zip(planned, results)]
 
 
-def gains_against_baseline(frame: pd.DataFrame, variants: list, reference: str = "baseline") -> pd.DataFrame:
+def gains_against(frame: pd.DataFrame, variants: list, reference: str = "baseline") -> pd.DataFrame:
     """Per cell (rows) and variant, variant − ``reference`` (a variant of the same cells), under "overall" and "tail"."""
     index = ["setting", "dataset", "labels", "imbalance", "method", "seed"]
     parts = {}
@@ -224,7 +224,7 @@ def tune(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
         variants |= {f"distribution_aware T={t:g}": (trust_settings(setting.hdl, "distribution_aware", t), 0) for t in TEMPERATURES}
         frame = pd.DataFrame(run_all(setting, variants, jobs))
         names = [f"distribution_aware T={t:g}" for t in TEMPERATURES]
-        gains = gains_against_baseline(frame, names + ["entropy_balanced"])
+        gains = gains_against(frame, names + ["entropy_balanced"])
         print_gains(gains, names + ["entropy_balanced"], ["method"], f"Step 1, setting {setting.name}: stage 2 − baseline (points, mean [95% paired-t interval])")
         by_t = pd.concat({part: gains[part][names].set_axis(list(TEMPERATURES), axis=1) for part in ("overall", "tail")}, axis=1)
         temperatures[setting.name] = choose_temperature(by_t, setting.name)
@@ -236,7 +236,7 @@ def tune(settings: list[Setting], jobs: int, tuned_path: Path) -> int:
             name: (trust_settings(setting.hdl, trust, temperatures[setting.name]), every) for name, (trust, every) in REFRESHES.items()}
         refresh_frames.append(pd.DataFrame(run_all(setting, variants, jobs)))
     frame = pd.concat(refresh_frames)
-    gains = gains_against_baseline(frame, list(REFRESHES))
+    gains = gains_against(frame, list(REFRESHES))
     print_gains(gains, list(REFRESHES), [], "Step 2, all tuning cells: refreshed stage 2 − baseline")
     trust, every = choose_refresh(gains)
     print_kept(pd.concat(frames + [frame]))
@@ -262,11 +262,11 @@ def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path |
         frames.append(pd.DataFrame(setting.workflow_rows() + run_all(setting, variants, jobs)))
     frame = pd.concat(frames)
     variants = ["defaults", "distribution_aware", "entropy_balanced", "refresh"]
-    gains = gains_against_baseline(frame, variants)
+    gains = gains_against(frame, variants)
     print_gains(gains, variants, ["setting", "method"], "Variant − baseline per setting and method (points, mean [95% paired-t interval])")
     print_gains(gains, variants, [], "Pooled over every reported cell (the decision's interval)")
     unrefreshed = tuned["refresh_trust"]
-    refresh_gains = gains_against_baseline(frame, ["refresh"], reference=unrefreshed)
+    refresh_gains = gains_against(frame, ["refresh"], reference=unrefreshed)
     for by in (["setting", "method"], []):
         print_gains(refresh_gains, ["refresh"], by, f"What the refresh adds: refresh − {unrefreshed} (not part of the decision)",
                     reference=unrefreshed)
@@ -281,7 +281,7 @@ def report(settings: list[Setting], jobs: int, tuned_path: Path, figures: Path |
                               figures / f"study_trust_refresh_{setting.name}.png")
     if cells is not None:
         with atomic_path(cells) as tmp:
-            frame.drop(columns=["folder", "refreshes", "per_class_kept", "per_class_kept_accuracy"], errors="ignore").to_csv(tmp, index=False)
+            frame.drop(columns=["folder", "refreshes", "per_class_kept", "per_class_kept_accuracy"]).to_csv(tmp, index=False)
         print(f"wrote {cells}")
     return 0
 

@@ -16,7 +16,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "studies"))  # the study scripts import their neighbours by name, as when run
 import study_trust  # noqa: E402
-from study_trust import choose_refresh, choose_temperature, decide, gains_against_baseline, refresh_name  # noqa: E402
+from study_trust import choose_refresh, choose_temperature, decide, gains_against, refresh_name  # noqa: E402
 from test_tune_selection import stage1_cell  # noqa: E402
 
 
@@ -100,14 +100,14 @@ def test_decide_refuses_a_pooled_interval_that_contains_0():
     assert decide(decision_table(groups), ["variant"]) is None
 
 
-def test_gains_against_baseline_pairs_each_variant_with_its_own_cells_baseline():
+def test_gains_against_pairs_each_variant_with_its_own_cells_baseline_or_another_variant():
     rows = [{"setting": "a", "dataset": "d", "labels": 1, "imbalance": 1, "method": "m", "seed": seed, "variant": variant,
              "accuracy": accuracy, "tail_accuracy": tail}
             for seed, variant, accuracy, tail in [(0, "baseline", 50.0, 10.0), (0, "x", 52.0, 16.0),
                                                   (1, "x", 60.0, 20.0), (1, "baseline", 61.0, 21.0)]]
-    gains = gains_against_baseline(pd.DataFrame(rows), ["x"])
+    gains = gains_against(pd.DataFrame(rows), ["x"])
     assert gains["overall"]["x"].tolist() == [2.0, -1.0] and gains["tail"]["x"].tolist() == [6.0, -1.0]
-    against_x = gains_against_baseline(pd.DataFrame(rows), ["baseline"], reference="x")
+    against_x = gains_against(pd.DataFrame(rows), ["baseline"], reference="x")
     assert against_x["overall"]["baseline"].tolist() == [-2.0, 1.0] and against_x["tail"]["baseline"].tolist() == [-6.0, 1.0]
 
 
