@@ -219,7 +219,7 @@ def relabel_flags(config: Mapping[str, Any]) -> str:
     hdl = config["hdl"]
     flags = ["--k", str(hdl["k"]), "--k-candidates", *map(str, hdl["k_candidates"]), "--folds", str(hdl["folds"]),
              "--holdout", format_value(float(hdl["holdout"])), "--wave-rule", hdl["wave_rule"],
-             "--vote-weight", hdl["vote_weight"]]
+             "--vote-weight", hdl["vote_weight"], "--labeler", hdl["labeler"]]
     if hdl["max_level"] is not None:
         flags += ["--max-level", str(hdl["max_level"])]
     flags += ["--min-agreement", format_value(float(hdl["min_agreement"])), "--weight", hdl["weight"],

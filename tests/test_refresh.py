@@ -141,7 +141,7 @@ def test_the_study_tools_continue_a_stage_1_run_of_before_the_hdl_flags_with_a_r
     continues, with the HDL flags and the refresh it is given."""
     metrics = json.loads((stage1["init"].parent / "metrics.json").read_text())
     metrics["config"]["train"] |= {"probe_k": 0, "probe_confidence": "argmax_agreement"}  # as runs of before recorded
-    hdl = {"k": "auto", "k_candidates": [3, 7], "folds": 2, "holdout": 0.2, "wave_rule": "frontier", "vote_weight": "similarity",
+    hdl = {"k": "auto", "k_candidates": [3, 7], "folds": 2, "holdout": 0.2, "wave_rule": "frontier", "vote_weight": "similarity", "labeler": "hdl",
            "max_level": None, "min_agreement": 0.0, "weight": "one", "selection": "confident", "confidence": "distribution_aware",
            "selection_quantile": 0.1, "class_quota": "uniform", "crest_alpha": 3.0, "temperature": 0.3}
     flags = (*shlex.split(workflow.relabel_flags({"hdl": hdl})), "--refresh-every", "100")

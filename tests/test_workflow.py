@@ -441,12 +441,12 @@ def test_paper_grid_settings_are_all_known_to_the_trainer():
 
 def test_relabel_flags_leave_out_an_unset_max_level():
     hdl = {"k": "auto", "k_candidates": [5, 10], "folds": 3, "holdout": 0.2, "wave_rule": "max_count",
-           "vote_weight": "similarity", "max_level": None, "min_agreement": 0.0, "weight": "agreement",
+           "vote_weight": "similarity", "labeler": "knn_vote", "max_level": None, "min_agreement": 0.0, "weight": "agreement",
            "selection": "confident", "confidence": "consistency", "selection_quantile": 0.1, "class_quota": "labeled", "crest_alpha": 3.0,
            "temperature": 0.3}
     flags = workflow.relabel_flags({"hdl": hdl})
     assert flags == ("--k auto --k-candidates 5 10 --folds 3 --holdout 0.2 --wave-rule max_count"
-                     " --vote-weight similarity --min-agreement 0 --weight agreement"
+                     " --vote-weight similarity --labeler knn_vote --min-agreement 0 --weight agreement"
                      " --selection confident --confidence consistency --selection-quantile 0.1 --class-quota labeled --crest-alpha 3"
                      " --temperature 0.3")
     assert "--max-level 2 " in workflow.relabel_flags({"hdl": {**hdl, "max_level": 2}})

@@ -2,6 +2,9 @@
 
 Each returns a ``Labeling``: a label per sample (-1 where it abstains) and a confidence
 that orders its labels from most to least trusted, for scoring at matched coverage.
+``STAGE2_LABELERS`` are the ones stage 2 may train on instead of HDL (``hdl.labeler``,
+``--labeler``): ``stage2_labeling`` runs one on HDL's inputs, ``as_one_wave`` makes its labels a
+result the stage-2 selection reads as it reads HDL's.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from hdl.labeling.hdl import vote_weights, weighted_vote
+from hdl.labeling.hdl import HdlResult, vote_weights, weighted_vote
 from hdl.labeling.knn import KnnGraph, l2_normalize
 
 ARGMAX_THRESHOLD = 0.95
@@ -22,6 +25,8 @@ PROPAGATION_ITERATIONS = 20
 KNN_VOTE_MAX_PRODUCTS = 5e11
 PROPAGATION_DENSE_ARRAYS = 6  # seeds, solution, residual, direction, product, scores
 LABEL_PROPAGATION_MAX_SCORES = 5e7
+#: the labelers whose labels stage 2 can train on: HDL's own and three of the comparison labelers
+STAGE2_LABELERS = ("hdl", "knn_vote", "label_propagation", "argmax")
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,37 @@ def thresholded_argmax(probs: np.ndarray, labels: np.ndarray, threshold: float =
     """The model's prediction where its max probability reaches ``threshold`` (FixMatch's rule)."""
     confidence = probs.max(axis=1).astype(np.float64)
     return _keep_given(labels, np.where(confidence >= threshold, probs.argmax(axis=1), -1), confidence)
+
+
+def stage2_labeling(
+    name: str, graph: KnnGraph, embeddings: np.ndarray, labels: np.ndarray, n_classes: int, probs: np.ndarray | None
+) -> Labeling:
+    """The comparison labeler ``name`` of ``STAGE2_LABELERS`` (not "hdl") on HDL's inputs, at the k of
+    HDL's ``graph``: the k-NN vote of the k nearest given labels, label propagation on the graph, or the
+    model's argmax (needs ``probs``)."""
+    if name == "knn_vote":
+        return knn_vote(embeddings, labels, n_classes, graph.k)
+    if name == "label_propagation":
+        return label_propagation(graph, labels, n_classes)
+    if name == "argmax":
+        if probs is None:
+            raise ValueError('labeler "argmax" needs the model\'s probabilities')
+        return argmax_labels(probs, labels)
+    raise ValueError(f"labeler must be one of {STAGE2_LABELERS[1:]} here, not {name!r}")
+
+
+def as_one_wave(labeling: Labeling, given: np.ndarray) -> HdlResult:
+    """A labeler's labels as an ``HdlResult`` of one wave: level 0 for the ``given`` labels, 1 for the
+    labels it adds, -1 where it abstains; agreement = its confidence (clipped to [0, 1]; 1 for given
+    labels); rank = its labels ordered by that confidence, the most confident first."""
+    is_given = given >= 0
+    added = ~is_given & (labeling.labels >= 0)
+    level = np.where(is_given, 0, np.where(added, 1, -1)).astype(np.int64)
+    agreement = np.where(is_given, 1.0, np.where(added, np.clip(labeling.confidence, 0.0, 1.0), 0.0)).astype(np.float32)
+    order = np.flatnonzero(added)[np.argsort(-labeling.confidence[added], kind="stable")]
+    rank = np.full(len(given), -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return HdlResult(labeling.labels.astype(np.int64), level, agreement, rank, waves=int(added.any()))
 
 
 def _keep_given(labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray) -> Labeling:

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--embeddings", required=True, help="(N, d) embeddings .npy, or the .npz of `hdl embed` (gives labels, probs, truth, index)")
     io.add_argument("--labels", help="(N,) int labels .npy, -1 for unlabeled (default: 'labels' of the .npz)")
-    io.add_argument("--out", required=True, help="output .npz with labels, level, agreement, rank, index")
+    io.add_argument("--out", required=True, help="output .npz with labels, level, agreement, rank, index: HDL's, or --labeler's (one wave, agreement its confidence)")
     io.add_argument("--truth", help="(N,) true labels .npy for the diagnostics (default: 'truth' of the .npz)")
     io.add_argument("--probs", help="(N, C) model probabilities .npy for the argmax labelers (default: 'probs' of the .npz)")
     io.add_argument("--report", help="JSON report: k, k_scores, waves, coverage, graph, selection, timings (seconds per part: load, graph and its steps, each k's folds, the final HDL run, selection, diagnostics, write); with truth, accuracies")
@@ -48,6 +48,7 @@ def add_labeling_arguments(parser: argparse.ArgumentParser) -> tuple[argparse._A
     method.add_argument("--wave-rule", choices=hdl.WAVE_RULES, default="frontier", help="which unlabeled samples a wave labels: 'frontier' all with a labeled neighbour, ranked by their count of labeled neighbours, then agreement; 'max_count' (the paper read literally) only those with the highest count, which lets one region flood the graph (default: %(default)s)")
     method.add_argument("--wave-min-agreement", type=float, default=0.0, help="defer samples whose vote agreement is below this to later waves, where more neighbours vote; labeled last if nothing else is left (default: %(default)s, never defer, as the paper)")
     method.add_argument("--vote-weight", choices=hdl.VOTE_WEIGHTS, default="similarity", help="weight of a labeled neighbour's vote (default: %(default)s)")
+    method.add_argument("--labeler", choices=baselines.STAGE2_LABELERS, default="hdl", help="whose labels stage 2 draws from, under the same selection and weights: 'hdl'; 'knn_vote', a similarity-weighted vote of the k nearest given labels; 'label_propagation' on the k-NN graph (Iscen et al. 2019); 'argmax', the model's prediction (needs probs). k is HDL's, fixed or chosen by hold-out (default: %(default)s)")
 
     graph = parser.add_argument_group("k-NN graph")
     graph.add_argument("--exact-max-size", type=int, default=knn.EXACT_MAX_SIZE, help="exact search up to this many samples; above, each sample is compared only with the samples of its --nprobe nearest k-means cells (default: %(default)s)")
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
     options = selection_options(args, has_probs=inputs.probs is not None)
     if options.confidence in select.NEEDS_PROBS and inputs.probs is None:
         raise UserError(f"--confidence {options.confidence} needs the model's probabilities: pass --probs, or the .npz of `hdl embed`")
+    if labeling.labeler == "argmax" and inputs.probs is None:
+        raise UserError("--labeler argmax needs the model's probabilities: pass --probs, or the .npz of `hdl embed`")
     n = len(inputs.labels)
     check_k([labeling.k] if labeling.k is not None else list(labeling.k_candidates), n)
     if args.threads:
@@ -117,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     with stopwatch.part("write"):
         cell = cell_arrays(inputs.cell)  # the embeddings' cell, so that `hdl train --extra-labels` can check it
-        save_npz(args.out, labels=result.labels, level=result.level, agreement=result.agreement, rank=result.rank, index=inputs.index, **cell)
+        stage2 = relabeling.stage2.result
+        save_npz(args.out, labels=stage2.labels, level=stage2.level, agreement=stage2.agreement, rank=stage2.rank, index=inputs.index, **cell)
         if args.extra_labels_out:
             save_npz(args.extra_labels_out, index=inputs.index[selection.positions], label=selection.labels, weight=selection.weights, **cell)
     timings = stopwatch.report()
@@ -130,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"hdl relabel: k={chosen.k}, {result.waves} waves, coverage {report['coverage']:.3f}"
           + (f", accuracy {report['accuracy']:.4f}" if "accuracy" in report else "")
           + f"; stage 2 keeps {chosen_report['n_selected']} of {chosen_report['n_reached']} labels"
+          + ("" if relabeling.labeler == "hdl" else f" of {relabeling.labeler}")
           + (f" (accuracy {chosen_report['accuracy']:.4f})" if chosen_report["accuracy"] is not None else ""))
     print(f"hdl relabel: {timings['seconds']:.2f} s, the largest part {largest} ({stopwatch.seconds(largest):.2f} s"
           + (f", {relabeling.plan.index} search" if largest == "graph" else "") + ")")
@@ -149,7 +154,7 @@ def labeling_options(args: argparse.Namespace) -> pipeline.LabelingOptions:
     return pipeline.LabelingOptions(
         k=fixed_k, k_candidates=tuple(args.k_candidates), folds=args.folds, holdout=args.holdout, wave_rule=args.wave_rule,
         wave_min_agreement=args.wave_min_agreement, vote_weight=args.vote_weight, seed=args.seed,
-        exact_max_size=args.exact_max_size, nlist=args.nlist, nprobe=args.nprobe,
+        exact_max_size=args.exact_max_size, nlist=args.nlist, nprobe=args.nprobe, labeler=args.labeler,
     )
 
 
@@ -184,6 +189,7 @@ def _selection_report(options: pipeline.SelectionOptions, inputs: RelabelInputs,
         argmax_accuracy = score_labeler(baselines.argmax_labels(inputs.probs, inputs.labels), truth, unlabeled, summary["coverage"])["accuracy"]
     thresholds = selection.thresholds
     return {
+        "labeler": relabeling.labeler,
         "rule": options.rule,
         "confidence": options.confidence,
         "temperature": options.temperature if options.confidence == "distribution_aware" else None,

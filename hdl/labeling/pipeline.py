@@ -1,5 +1,6 @@
 """HDL from embeddings to stage 2's labels, the one path `hdl relabel`, the label probe and the
 trainer's label refresh all take: the k-NN graph, HDL with k fixed or chosen by hold-out, the
+labels stage 2 draws from (HDL's, or with ``labeler`` another labeler's on the same graph), the
 confidence of every label, the thresholds calibrated on the hold-out folds, and the selection.
 """
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hdl.labeling import adaptive, hdl, knn, select
+from hdl.labeling import adaptive, baselines, hdl, knn, select
 from hdl.stopwatch import Stopwatch
 
 
@@ -32,6 +33,7 @@ class LabelingOptions:
     exact_max_size: int = knn.EXACT_MAX_SIZE
     nlist: int | None = None
     nprobe: int = knn.IVF_NPROBE
+    labeler: str = "hdl"  # whose labels stage 2 draws from (baselines.STAGE2_LABELERS); HDL still chooses k
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,16 @@ class SelectionOptions:
 
 @dataclass(frozen=True)
 class Relabeling:
-    """What one pass produced: HDL at the chosen k, its graph, every label's confidence and stage 2's selection."""
+    """What one pass produced: HDL at the chosen k, its graph, every HDL label's confidence, the labels
+    stage 2 draws from (``stage2``: HDL's own unless another ``labeler`` was asked for) and their
+    confidence, and stage 2's selection of them."""
 
     chosen: adaptive.AdaptiveHdl
     graph: knn.KnnGraph  # truncated to the chosen k
-    confidence: np.ndarray
+    confidence: np.ndarray  # of HDL's labels
+    labeler: str  # whose labels ``stage2`` holds (baselines.STAGE2_LABELERS)
+    stage2: adaptive.AdaptiveHdl  # ``chosen``, or the labeler's labels (with its hold-out folds where calibrated)
+    stage2_confidence: np.ndarray
     kinds: dict[str, np.ndarray]  # which labels each threshold applies to (select.label_kinds)
     selection: select.Selection
     estimated_accuracy: float | None  # hold-out accuracy above the thresholds (an overestimate: select.py)
@@ -92,28 +99,51 @@ def relabel(
         vote_weight=labeling.vote_weight, min_agreement=labeling.wave_min_agreement,
     )
     graph_k = graph.truncate(chosen.k)
+    stage2 = chosen
+    if labeling.labeler != "hdl":
+        with stopwatch.part(labeling.labeler):
+            stage2 = _other_labeler(labeling.labeler, chosen, graph_k, embeddings, labels, n_classes, probs,
+                                    with_folds=selection.rule == "confident")
     with stopwatch.part("selection"):
         confidence = _confidence(selection.confidence, selection, graph_k, chosen.result, labels, embeddings, probs)
-        kinds = select.label_kinds(selection.confidence, probs, chosen.result.labels)
+        stage2_confidence = confidence if stage2 is chosen else _confidence(
+            selection.confidence, selection, graph_k, stage2.result, labels, embeddings, probs)
+        kinds = select.label_kinds(selection.confidence, probs, stage2.result.labels)
         thresholds = estimated_accuracy = None
         if selection.rule == "confident":
-            thresholds, estimated_accuracy = _calibrate(selection, graph_k, chosen, labels, embeddings, probs)
+            thresholds, estimated_accuracy = _calibrate(selection, graph_k, stage2, labels, embeddings, probs)
         labeled = np.bincount(labels[labels >= 0], minlength=n_classes)
         chosen_labels = select.select_pseudo_labels(
-            chosen.result, confidence, selection.rule, thresholds, selection.class_quota, labeled, selection.crest_alpha,
+            stage2.result, stage2_confidence, selection.rule, thresholds, selection.class_quota, labeled, selection.crest_alpha,
             selection.max_level, selection.min_agreement, selection.weight, kinds, graph_k,
         )
-    return Relabeling(chosen, graph_k, confidence, kinds, chosen_labels, estimated_accuracy, plan, graph_steps)
+    return Relabeling(chosen, graph_k, confidence, labeling.labeler, stage2, stage2_confidence, kinds, chosen_labels, estimated_accuracy,
+                      plan, graph_steps)
+
+
+def _other_labeler(
+    name: str, chosen: adaptive.AdaptiveHdl, graph: knn.KnnGraph, embeddings: np.ndarray, labels: np.ndarray,
+    n_classes: int, probs: np.ndarray | None, with_folds: bool,
+) -> adaptive.AdaptiveHdl:
+    """Labeler ``name``'s labels at HDL's chosen k, as one wave (``baselines.as_one_wave``); ``with_folds``
+    runs it on each of HDL's hold-out folds too, with the same labels hidden, for the thresholds."""
+
+    def labels_from(given: np.ndarray) -> hdl.HdlResult:
+        return baselines.as_one_wave(baselines.stage2_labeling(name, graph, embeddings, given, n_classes, probs), given)
+
+    holdout = [adaptive.HoldoutRun(run.hidden, labels_from(adaptive.hide(labels, run.hidden)))
+               for run in chosen.holdout] if with_folds else []
+    return adaptive.AdaptiveHdl(chosen.k, chosen.k_scores, labels_from(labels), holdout)
 
 
 def selection_summary(
     relabeling: Relabeling, labels: np.ndarray, n_classes: int, probs: np.ndarray | None, truth: np.ndarray | None
 ) -> dict:
     """What stage 2's selection kept of the unlabeled samples (``labels`` < 0), as plain numbers: how many
-    HDL reached, passed the thresholds and were kept (``coverage``: kept / unlabeled), per class of the
+    its labeler (HDL unless another was asked for) reached, passed the thresholds and were kept (``coverage``: kept / unlabeled), per class of the
     kept label, per class how many of them the classifier disputes (its argmax differs; with ``probs``),
     the estimated accuracy and, with ``truth``, the true accuracy overall and per class."""
-    selection, result = relabeling.selection, relabeling.chosen.result
+    selection, result = relabeling.selection, relabeling.stage2.result
     unlabeled = labels < 0
     n_unlabeled = int(unlabeled.sum())
     kept = selection.labels
@@ -144,7 +174,7 @@ def selection_summary(
 def confidence_of(
     kind: str, options: SelectionOptions, relabeling: Relabeling, labels: np.ndarray, embeddings: np.ndarray, probs: np.ndarray | None
 ) -> np.ndarray:
-    """Confidence ``kind`` of the labels of ``relabeling`` (HDL from the given ``labels``): the chosen one is kept."""
+    """Confidence ``kind`` of HDL's labels in ``relabeling`` (HDL from the given ``labels``): the chosen one is kept."""
     if kind == options.confidence:
         return relabeling.confidence
     return _confidence(kind, options, relabeling.graph, relabeling.chosen.result, labels, embeddings, probs)

@@ -78,7 +78,8 @@ class LabelProbe:
         if labeling.k is not None and not labeling.k < n:
             raise UserError(f"--k {labeling.k}: must be below the {n} samples the label probe labels; lower it, or --k auto")
         candidates = tuple(c for c in labeling.k_candidates if c < n) or (n - 1,)
-        self.labeling = dataclasses.replace(labeling, k_candidates=candidates)
+        # The probe scores HDL's own labels whichever labeler stage 2 trains on.
+        self.labeling = dataclasses.replace(labeling, k_candidates=candidates, labeler="hdl")
         # The probe ranks HDL's labels and selects none: no thresholds to calibrate.
         self.selection = dataclasses.replace(selection, rule="all")
         self.data, self.batch_size, self.bf16 = data, batch_size, bf16
