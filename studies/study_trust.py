@@ -86,8 +86,9 @@ def choose_refresh(gains: pd.DataFrame) -> tuple[str, int]:
 class Setting:
     """One setting's workflow folder: its cells' stage-1 runs and embeddings, and the study's stage-2 runs."""
 
-    def __init__(self, name: str, folder: str, config: Path = CONFIG):
+    def __init__(self, name: str, folder: str, config: Path = CONFIG, study: str = "trust"):
         self.name, self.folder = name, Path(folder).resolve()
+        self.study_runs = self.folder / "results" / study  # the study's own stage-2 runs, beside the workflow's
         self.hdl = hdl_settings(str(config))
         self.steps = workflow.load_yaml(config)["train"]["stage2_steps"]
         runs = self.folder / "results" / "runs"
@@ -104,7 +105,7 @@ class Setting:
             embed, checkpoint = cell_dir / "round~1" / "embed.npz", cell_dir / "stage1" / "checkpoint.pt"
             tail = tail_classes(embed)
             for name, (hdl, every) in variants.items():
-                folder = self.folder / "results" / "trust" / cell / name
+                folder = self.study_runs / cell / name
                 row = cell_of(stage1) | {"setting": self.name, "variant": name, "tail": tail, "folder": str(folder)}
                 extra = None
                 if hdl is not None:
@@ -116,14 +117,14 @@ class Setting:
                              folder / "stage2"))
         return jobs
 
-    def workflow_rows(self) -> list[dict]:
-        """The workflow's own stage-2 runs of every cell as the study's baseline and defaults (with the
-        labels of the round's relabel.json)."""
+    def workflow_rows(self, variants: dict[str, str] = WORKFLOW_VARIANTS) -> list[dict]:
+        """The workflow's own stage-2 runs of every cell as the study's ``variants`` (study variant -> the
+        workflow's stage-2 folder; with the labels of the round's relabel.json where it has labels)."""
         rows = []
         for _, cell_dir, stage1 in self.cells:
             round_dir = cell_dir / "round~1"
             tail = tail_classes(round_dir / "embed.npz")
-            for name, variant in WORKFLOW_VARIANTS.items():
+            for name, variant in variants.items():
                 row = cell_of(stage1) | {"setting": self.name, "variant": name, "tail": tail}
                 if variant != "baseline":
                     row |= kept_labels(json.loads((round_dir / "relabel.json").read_text())["selection"], tail)
@@ -139,7 +140,7 @@ def kept_labels(selection: dict, tail: np.ndarray) -> dict:
     """What a relabel.json ``selection`` kept for stage 2: count and accuracy (%), overall, in the tail and
     per class; how many of them the classifier disputes; the stage-1 argmax's accuracy at the same coverage."""
     return tail_of_selection(selection, tail) | {
-        "kept": selection["n_selected"], "kept_accuracy": percent(selection["accuracy"]),
+        "kept": selection["n_selected"], "coverage": percent(selection["coverage"]), "kept_accuracy": percent(selection["accuracy"]),
         "argmax_accuracy": percent(selection["argmax_accuracy"]),
         "disputed": sum(selection["per_class_disputed"] or [0]),
         "per_class_kept": selection["per_class"],

@@ -111,13 +111,13 @@ def test_gains_against_pairs_each_variant_with_its_own_cells_baseline_or_another
     assert against_x["overall"]["baseline"].tolist() == [-2.0, 1.0] and against_x["tail"]["baseline"].tolist() == [-6.0, 1.0]
 
 
-SELECTION = {"n_selected": 6, "accuracy": 0.5, "argmax_accuracy": 0.0, "per_class": [3, 0, 1, 2],
+SELECTION = {"n_selected": 6, "coverage": 0.25, "accuracy": 0.5, "argmax_accuracy": 0.0, "per_class": [3, 0, 1, 2],
              "per_class_accuracy": [1.0, None, 0.0, 0.0], "per_class_disputed": [0, 0, 1, 2]}
 
 
 def test_kept_labels_reads_counts_and_accuracies_and_keeps_a_zero_accuracy_apart_from_no_labels():
     kept = study_trust.kept_labels(SELECTION, np.array([1, 2, 3]))
-    assert (kept["kept"], kept["kept_accuracy"], kept["argmax_accuracy"], kept["disputed"]) == (6, 50.0, 0.0, 3)
+    assert (kept["kept"], kept["coverage"], kept["kept_accuracy"], kept["argmax_accuracy"], kept["disputed"]) == (6, 25.0, 50.0, 0.0, 3)
     assert (kept["tail_kept"], kept["tail_kept_accuracy"]) == (3, 0.0)
     assert kept["per_class_kept"] == [3, 0, 1, 2]
     assert kept["per_class_kept_accuracy"][0] == 100.0 and np.isnan(kept["per_class_kept_accuracy"][1])
