@@ -11,6 +11,7 @@ import hdl.data.image_folder as image_folder
 from hdl import workflow
 from hdl.cli import main
 from hdl.data import load_dataset
+from hdl.data.dataset import NO_LABEL
 from hdl.errors import UserError
 
 
@@ -46,11 +47,11 @@ def test_classes_are_the_sorted_folder_names_and_pixels_survive_unchanged(tmp_pa
     dog = write_image(root / "train" / "dog" / "0.png", seed=99)
     dataset = load_dataset("image_folder", tmp_path / "data", image_folder=root)
     assert dataset.class_names == ("bird", "cat", "dog")
-    assert dataset.train_labels.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    # the pool follows the labeled training images, with no class
+    assert dataset.train_labels.tolist() == [0, 0, 0, 0, 1, 1, 2, 2, 2] + [NO_LABEL] * 5
     assert dataset.test_labels.tolist() == [0, 1, 2]
-    assert dataset.train_images.shape == (9, 32, 32, 3) and dataset.train_images.dtype == np.uint8
+    assert dataset.train_images.shape == (14, 32, 32, 3) and dataset.train_images.dtype == np.uint8
     np.testing.assert_array_equal(dataset.train_images[6], dog)  # dog/0.png, the first dog
-    assert dataset.unlabeled_images.shape == (5, 32, 32, 3)
 
 
 def test_normalisation_statistics_come_from_the_training_images(tmp_path):
@@ -65,9 +66,9 @@ def test_normalisation_statistics_come_from_the_training_images(tmp_path):
     assert mean == pytest.approx((120 / 255,)) and std == pytest.approx((80 / 255,))
 
 
-def test_a_folder_without_a_pool_has_none(tmp_path):
+def test_a_folder_without_a_pool_has_every_training_image_labeled(tmp_path):
     dataset = load_dataset("image_folder", tmp_path / "data", image_folder=make_folder(tmp_path / "images"))
-    assert dataset.unlabeled_images is None
+    assert (dataset.train_labels >= 0).all() and len(dataset.train_labels) == 9
 
 
 def test_images_are_resized_to_the_configured_square(tmp_path):
@@ -198,6 +199,17 @@ def test_hdl_split_draws_from_the_folder(tmp_path, capsys):
                  "--labels", "3", "--out", str(out)]) == 0
     with np.load(out) as split:
         assert len(split["labeled_idx"]) == 3 and len(split["unlabeled_idx"]) == 6
+
+
+def test_hdl_split_puts_the_whole_pool_in_the_unlabeled_set_and_never_labels_it(tmp_path, capsys):
+    root = make_folder(tmp_path / "images", pool=4)
+    out = tmp_path / "split.npz"
+    assert main(["split", "--dataset", "image_folder", "--image-folder", str(root), "--data-dir", str(tmp_path / "data"),
+                 "--labels", "3", "--include-labeled", "--out", str(out)]) == 0
+    assert "[4, 2, 3], and 4 of the unlabeled pool (no class)" in capsys.readouterr().out
+    with np.load(out) as split:
+        assert split["labeled_idx"].max() < 9  # the pool is indices 9-12
+        assert set(split["unlabeled_idx"]) == set(range(13))  # the rest, the labeled (include_labeled) and the pool
 
 
 def test_the_workflow_passes_the_folder_and_size_to_every_job():

@@ -1,4 +1,9 @@
-"""A data set in memory: uint8 images, int64 labels and class names, with its normalisation statistics."""
+"""A data set in memory: uint8 images, int64 labels and class names, with its normalisation statistics.
+
+A data set with an unlabeled pool (a folder's ``unlabeled/``, STL-10's unlabeled split) keeps the pool
+at the end of the training set, each with the label ``NO_LABEL``: splits never draw it as labeled, it
+is always unlabeled, and nothing scores a pseudo-label against it.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,20 @@ import numpy as np
 
 from hdl.errors import UserError
 
+#: the training label of a pool sample, which has none: it is no class and never counts right or wrong
+NO_LABEL = -1
+
 
 @dataclass(frozen=True)
 class Dataset:
     name: str
     train_images: np.ndarray  # uint8 (N, H, W, C)
-    train_labels: np.ndarray  # int64 (N,)
+    train_labels: np.ndarray  # int64 (N,); NO_LABEL for the samples of an unlabeled pool
     test_images: np.ndarray
     test_labels: np.ndarray
     class_names: tuple[str, ...]
     #: whether a horizontal flip keeps the class (true for photos and clothes, not for digits)
     hflip: bool = True
-    #: uint8 (M, H, W, C) training images without a label (a pool), or None where the data set has none
-    unlabeled_images: np.ndarray | None = None
     _stats: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -4,8 +4,8 @@ Every loader returns a ``Dataset`` with train and test images as uint8
 ``(N, H, W, C)`` arrays, int64 labels and the class names.  The CIFAR files are
 the python pickle batches (``cifar-10-batches-py/``, ``cifar-100-python/``);
 Fashion-MNIST is the idx format, gzipped or not; ``image_folder`` is a folder of
-your own images (``hdl.data.image_folder``), some of which may have no label
-(``unlabeled_images``).  Downloading goes through
+your own images (``hdl.data.image_folder``), whose unlabeled pool joins the
+training set with the label ``NO_LABEL``.  Downloading goes through
 torchvision and happens only when asked for (``download=True``), so an offline
 machine fails at once with an error that names the path and the remedies.
 """
@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from hdl.data.dataset import Dataset, check_arrays, check_labels
+from hdl.data.dataset import NO_LABEL, Dataset, check_arrays, check_labels
 from hdl.errors import UserError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -231,10 +231,9 @@ def _load_image_folder(source: DataSource) -> Dataset:
     if source.image_folder is None:
         raise UserError("image_folder: no folder given; pass --image-folder ROOT (the config's image_folder.root)")
     images = load_image_folder(source.image_folder, source.data_dir, source.image_size)
-    return Dataset(
-        "image_folder", images.train_images, images.train_labels, images.test_images, images.test_labels,
-        images.class_names, hflip=True, unlabeled_images=images.unlabeled_images if len(images.unlabeled_images) else None,
-    )
+    train_images = np.concatenate([images.train_images, images.unlabeled_images])
+    train_labels = np.concatenate([images.train_labels, np.full(len(images.unlabeled_images), NO_LABEL, dtype=np.int64)])
+    return Dataset("image_folder", train_images, train_labels, images.test_images, images.test_labels, images.class_names)
 
 
 @dataclass(frozen=True)

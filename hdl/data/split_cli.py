@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     )
     save_split(args.out, split, Cell(args.dataset, args.labels, args.imbalance, args.seed, dataset.num_classes))
     print(f"labeled per class:   {split.labeled_counts(dataset.train_labels, dataset.num_classes)}")
-    print(f"unlabeled per class: {split.unlabeled_counts(dataset.train_labels, dataset.num_classes)}")
+    pool = split.pool_count(dataset.train_labels)
+    print(f"unlabeled per class: {split.unlabeled_counts(dataset.train_labels, dataset.num_classes)}"
+          + (f", and {pool} of the unlabeled pool (no class)" if pool else ""))
     print(f"wrote {args.out}: {len(split.labeled_idx)} labeled, {len(split.unlabeled_idx)} unlabeled")
     return 0
