@@ -3,7 +3,8 @@
 Every loader returns a ``Dataset`` with train and test images as uint8
 ``(N, H, W, C)`` arrays, int64 labels and the class names.  The CIFAR files are
 the python pickle batches (``cifar-10-batches-py/``, ``cifar-100-python/``);
-Fashion-MNIST is the idx format, gzipped or not; ``image_folder`` is a folder of
+Fashion-MNIST is the idx format, gzipped or not; SVHN and STL-10 are read in
+``hdl.data.svhn_stl10``; ``image_folder`` is a folder of
 your own images (``hdl.data.image_folder``), whose unlabeled pool joins the
 training set with the label ``NO_LABEL``.  Downloading goes through
 torchvision and happens only when asked for (``download=True``), so an offline
@@ -22,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from hdl.data.dataset import NO_LABEL, Dataset, check_arrays, check_labels
+from hdl.data.svhn_stl10 import load_stl10, load_svhn
 from hdl.errors import UserError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -252,6 +254,8 @@ LOADERS: dict[str, Callable[[DataSource], Dataset]] = {
     "cifar100": lambda source: _load_cifar("cifar100", source.data_dir, source.download),
     "fashion_mnist": lambda source: _load_fashion_mnist(source.data_dir, source.download),
     "digits": lambda source: _load_digits(),
+    "svhn": lambda source: load_svhn(source.data_dir, source.download),
+    "stl10": lambda source: load_stl10(source.data_dir, source.download),
     "image_folder": _load_image_folder,
 }
 DATASET_NAMES = tuple(LOADERS)
