@@ -8,8 +8,21 @@ from hdl.errors import UserError
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    from hdl.data.datasets import DEFAULT_IMAGE_SIZE
+
     parser.add_argument("--data-dir", default="data", help="where data sets live")
     parser.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    parser.add_argument("--image-folder", metavar="ROOT",
+                        help="--dataset image_folder: the folder holding train/<class>/, test/<class>/ and optionally unlabeled/")
+    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE, metavar="PX",
+                        help=f"--dataset image_folder: the side its images are resized to (default: {DEFAULT_IMAGE_SIZE})")
+
+
+def load_data(args: argparse.Namespace):
+    """The data set ``--dataset`` names, from where the data arguments say."""
+    from hdl.data import load_dataset
+
+    return load_dataset(args.dataset, args.data_dir, args.download, args.image_folder, args.image_size)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:

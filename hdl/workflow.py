@@ -210,7 +210,11 @@ def split_flags(config: Mapping[str, Any], cell: Mapping[str, Any]) -> str:
 
 
 def data_flags(config: Mapping[str, Any]) -> str:
-    return _join(["--data-dir", config["data_dir"]] + (["--download"] if config["download"] else []))
+    flags = ["--data-dir", config["data_dir"]] + (["--download"] if config["download"] else [])
+    folder = config["image_folder"]
+    if folder["root"] is not None:
+        flags += ["--image-folder", folder["root"], "--image-size", str(folder["image_size"])]
+    return _join(flags)
 
 
 def relabel_flags(config: Mapping[str, Any]) -> str:

@@ -282,3 +282,26 @@ def test_entropy_balanced_keeps_every_label_weighted_by_certainty_and_inverse_cl
     assert omega[~right].mean() < omega[right].mean() - 0.1
     # a tail label weighs more than a head label: the tail holds fewer labels in all
     assert zeta[9] > zeta[0]
+
+
+def test_relabel_scores_only_samples_with_a_true_label(tmp_path, digits):
+    """A pool sample (truth -1) is labeled like any other but counts neither right nor wrong anywhere."""
+    images, labels, truth, probs = digits
+    pool = np.flatnonzero(labels < 0)[::3]
+    pool_truth = truth.copy()
+    pool_truth[pool] = -1
+    paths = save(tmp_path, embeddings=images, labels=labels, truth=pool_truth, probs=probs)
+    out, report_path = tmp_path / "out.npz", tmp_path / "report.json"
+    assert main(["relabel", "--embeddings", paths["embeddings"], "--labels", paths["labels"], "--out", str(out),
+                 "--truth", paths["truth"], "--probs", paths["probs"], "--report", str(report_path),
+                 "--k-candidates", "5", "10", "--folds", "2", "--selection", "all"]) == 0
+    result, report = np.load(out), json.loads(report_path.read_text())
+    assert (result["labels"][pool] >= 0).all()  # the pool is labeled for stage 2
+    scored = (labels < 0) & (pool_truth >= 0)
+    assert report["scored"] == scored.sum()
+    assert report["accuracy"] == pytest.approx(np.mean(result["labels"][scored] == truth[scored]))
+    assert sum(level["count"] for level in report["per_level"]) == scored.sum()
+    assert report["selection"]["n_scored"] == scored.sum()
+    assert report["selection"]["accuracy"] == pytest.approx(report["accuracy"])
+    argmax = probs.argmax(axis=1)
+    assert report["comparison"]["argmax"]["accuracy"] == pytest.approx(np.mean(argmax[scored] == truth[scored]))

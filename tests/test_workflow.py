@@ -217,7 +217,7 @@ def test_check_config_names_every_bad_key_by_its_path(schema):
 def test_check_config_names_an_unknown_data_set_or_method_key(schema):
     config = {
         "datasets": {"cifar1000": {"arch": "wrn-28-8"}},
-        "methods": {"fixmatch": {"datasets": {"cifar100": {"threshold": 0.9}, "svhn": {"threshold": 0.9}}}},
+        "methods": {"fixmatch": {"datasets": {"cifar100": {"threshold": 0.9}, "svhm": {"threshold": 0.9}}}},
         "grid": {"settings": [{"dataset": "digits", "labels": [50], "methods": {"fixmatc": {"uratio": 2}},
                                "split": {"include_labelled": False}}]},
     }
@@ -225,7 +225,7 @@ def test_check_config_names_an_unknown_data_set_or_method_key(schema):
         workflow.check_config(config, schema)
     message = str(error.value)
     assert "datasets.cifar1000: unknown key" in message
-    assert "methods.fixmatch.datasets.svhn: unknown key" in message
+    assert "methods.fixmatch.datasets.svhm: unknown key" in message
     assert "grid.settings[0].methods.fixmatc: unknown key" in message
     assert "grid.settings[0].split.include_labelled: unknown key" in message
 

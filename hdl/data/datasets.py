@@ -3,7 +3,10 @@
 Every loader returns a ``Dataset`` with train and test images as uint8
 ``(N, H, W, C)`` arrays, int64 labels and the class names.  The CIFAR files are
 the python pickle batches (``cifar-10-batches-py/``, ``cifar-100-python/``);
-Fashion-MNIST is the idx format, gzipped or not.  Downloading goes through
+Fashion-MNIST is the idx format, gzipped or not; SVHN and STL-10 are read in
+``hdl.data.svhn_stl10``; ``image_folder`` is a folder of
+your own images (``hdl.data.image_folder``), whose unlabeled pool joins the
+training set with the label ``NO_LABEL``.  Downloading goes through
 torchvision and happens only when asked for (``download=True``), so an offline
 machine fails at once with an error that names the path and the remedies.
 """
@@ -13,71 +16,17 @@ from __future__ import annotations
 import gzip
 import pickle
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from hdl.data.dataset import NO_LABEL, Dataset, check_arrays, check_labels
+from hdl.data.svhn_stl10 import load_stl10, load_svhn
 from hdl.errors import UserError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    train_images: np.ndarray  # uint8 (N, H, W, C)
-    train_labels: np.ndarray  # int64 (N,)
-    test_images: np.ndarray
-    test_labels: np.ndarray
-    class_names: tuple[str, ...]
-    #: whether a horizontal flip keeps the class (true for photos and clothes, not for digits)
-    hflip: bool = True
-    _stats: dict = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def channels(self) -> int:
-        return self.train_images.shape[-1]
-
-    @property
-    def image_size(self) -> int:
-        return self.train_images.shape[1]
-
-    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the training images, in [0, 1] units (for normalisation)."""
-        if not self._stats:
-            # A 256-bin histogram per channel gives exact moments without a float copy of every pixel.
-            pixels = self.train_images.reshape(-1, self.channels)
-            values = np.arange(256, dtype=np.float64) / 255.0
-            means, stds = [], []
-            for channel in range(self.channels):
-                histogram = np.bincount(pixels[:, channel], minlength=256) / len(pixels)
-                mean = float(histogram @ values)
-                means.append(mean)
-                stds.append(float(np.sqrt(histogram @ (values - mean) ** 2)))
-            self._stats["mean"], self._stats["std"] = tuple(means), tuple(stds)
-        return self._stats["mean"], self._stats["std"]
-
-
-def _check_arrays(name: str, images: np.ndarray, labels: np.ndarray, source: Path | str) -> None:
-    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
-        raise UserError(
-            f"{name}: {source} holds images of shape {images.shape} ({images.dtype}) and {len(labels)} labels; "
-            "expected uint8 (N, H, W, C) images with one label each. Delete the files and fetch them again."
-        )
-
-
-def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> None:
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise UserError(
-            f"{path} holds labels in [{labels.min()}, {labels.max()}], but the data set has classes 0 to {num_classes - 1}; "
-            "delete it and fetch it again."
-        )
 
 
 # ---------------------------------------------------------------- CIFAR (pickle batches)
@@ -142,7 +91,7 @@ def _read_cifar_batches(paths: list[Path], label_key: bytes, num_classes: int) -
         except ValueError:
             raise UserError(f"{path}: its data are no 32x32 RGB images; delete it and fetch it again.") from None
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
-        _check_labels(path, labels[-1], num_classes)
+        check_labels(path, labels[-1], num_classes)
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
 
 
@@ -164,7 +113,7 @@ def _load_cifar(name: str, data_dir: Path, download: bool) -> Dataset:
     class_names = tuple(n.decode() for n in _unpickle(root / layout.meta_file, (layout.names_key,))[layout.names_key])
     train_images, train_labels = _read_cifar_batches([root / f for f in layout.train_files], layout.label_key, len(class_names))
     test_images, test_labels = _read_cifar_batches([root / layout.test_file], layout.label_key, len(class_names))
-    _check_arrays(name, train_images, train_labels, root)
+    check_arrays(name, train_images, train_labels, root)
     return Dataset(name, train_images, train_labels, test_images, test_labels, class_names, hflip=True)
 
 
@@ -237,13 +186,13 @@ def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
     paths = {key: _find_idx(folder, stem) for key, stem in FASHION_MNIST_FILES.items()}
     arrays = {key: read_idx(path) for key, path in paths.items()}
     for key in ("train_labels", "test_labels"):
-        _check_labels(paths[key], arrays[key], len(FASHION_MNIST_CLASSES))
+        check_labels(paths[key], arrays[key], len(FASHION_MNIST_CLASSES))
     train_images = arrays["train_images"][..., None]
     test_images = arrays["test_images"][..., None]
     train_labels = arrays["train_labels"].astype(np.int64)
     test_labels = arrays["test_labels"].astype(np.int64)
-    _check_arrays("fashion_mnist", train_images, train_labels, folder)
-    _check_arrays("fashion_mnist", test_images, test_labels, folder)
+    check_arrays("fashion_mnist", train_images, train_labels, folder)
+    check_arrays("fashion_mnist", test_images, test_labels, folder)
     return Dataset("fashion_mnist", train_images, train_labels, test_images, test_labels, FASHION_MNIST_CLASSES)
 
 
@@ -252,7 +201,7 @@ def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
 DIGITS_TEST_FRACTION = 0.2
 
 
-def _load_digits(data_dir: Path, download: bool) -> Dataset:
+def _load_digits() -> Dataset:
     """scikit-learn's 8x8 digits (1797 images, shipped with the package), split 80/20 stratified with a fixed seed."""
     from sklearn.datasets import load_digits
 
@@ -275,17 +224,58 @@ def _load_digits(data_dir: Path, download: bool) -> Dataset:
     )
 
 
-LOADERS: dict[str, Callable[[Path, bool], Dataset]] = {
-    "cifar10": lambda data_dir, download: _load_cifar("cifar10", data_dir, download),
-    "cifar100": lambda data_dir, download: _load_cifar("cifar100", data_dir, download),
-    "fashion_mnist": _load_fashion_mnist,
-    "digits": _load_digits,
+# ---------------------------------------------------------------- your own images
+
+
+def _load_image_folder(source: DataSource) -> Dataset:
+    from hdl.data.image_folder import load_image_folder
+
+    if source.image_folder is None:
+        raise UserError("image_folder: no folder given; pass --image-folder ROOT (the config's image_folder.root)")
+    images = load_image_folder(source.image_folder, source.data_dir, source.image_size)
+    train_images = np.concatenate([images.train_images, images.unlabeled_images])
+    train_labels = np.concatenate([images.train_labels, np.full(len(images.unlabeled_images), NO_LABEL, dtype=np.int64)])
+    return Dataset("image_folder", train_images, train_labels, images.test_images, images.test_labels, images.class_names)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a data set comes from: ``data_dir`` (and whether torchvision may download into it), and for
+    ``image_folder`` the folder of images and the side they are resized to."""
+
+    data_dir: Path
+    download: bool = False
+    image_folder: Path | None = None
+    image_size: int = 32
+
+
+LOADERS: dict[str, Callable[[DataSource], Dataset]] = {
+    "cifar10": lambda source: _load_cifar("cifar10", source.data_dir, source.download),
+    "cifar100": lambda source: _load_cifar("cifar100", source.data_dir, source.download),
+    "fashion_mnist": lambda source: _load_fashion_mnist(source.data_dir, source.download),
+    "digits": lambda source: _load_digits(),
+    "svhn": lambda source: load_svhn(source.data_dir, source.download),
+    "stl10": lambda source: load_stl10(source.data_dir, source.download),
+    "image_folder": _load_image_folder,
 }
 DATASET_NAMES = tuple(LOADERS)
+#: the side in pixels that ``image_folder`` images are resized to unless told otherwise
+DEFAULT_IMAGE_SIZE = 32
 
 
-def load_dataset(name: str, data_dir: str | Path = "data", download: bool = False) -> Dataset:
-    """Load data set ``name`` from ``data_dir``; ``download=True`` lets torchvision fetch what is missing."""
+def load_dataset(
+    name: str,
+    data_dir: str | Path = "data",
+    download: bool = False,
+    image_folder: str | Path | None = None,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+) -> Dataset:
+    """Load data set ``name`` from ``data_dir``; ``download=True`` lets torchvision fetch what is missing.
+
+    ``image_folder`` (the root of ``train/``, ``test/`` and ``unlabeled/``) and ``image_size`` are for
+    ``image_folder`` only; its decoded images are cached under ``data_dir``.
+    """
     if name not in LOADERS:
         raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
-    return LOADERS[name](Path(data_dir), download)
+    folder = Path(image_folder) if image_folder is not None else None
+    return LOADERS[name](DataSource(Path(data_dir), download, folder, image_size))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hdl.cell import Cell
-from hdl.cli_options import add_data_arguments
-from hdl.data.datasets import DATASET_NAMES, load_dataset
+from hdl.cli_options import add_data_arguments, load_data
+from hdl.data.datasets import DATASET_NAMES
 from hdl.data.splits import make_split, save_split
 
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = load_dataset(args.dataset, args.data_dir, args.download)
+    dataset = load_data(args)
     split = make_split(
         dataset.train_labels,
         dataset.num_classes,
@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     )
     save_split(args.out, split, Cell(args.dataset, args.labels, args.imbalance, args.seed, dataset.num_classes))
     print(f"labeled per class:   {split.labeled_counts(dataset.train_labels, dataset.num_classes)}")
-    print(f"unlabeled per class: {split.unlabeled_counts(dataset.train_labels, dataset.num_classes)}")
+    pool = split.pool_count(dataset.train_labels)
+    print(f"unlabeled per class: {split.unlabeled_counts(dataset.train_labels, dataset.num_classes)}"
+          + (f", and {pool} of the unlabeled pool (no class)" if pool else ""))
     print(f"wrote {args.out}: {len(split.labeled_idx)} labeled, {len(split.unlabeled_idx)} unlabeled")
     return 0

@@ -8,7 +8,8 @@ IF > 1), the construction of DARP, CReST, ABC, DASO and USB's imb_algorithms:
 profile from M_1 = ratio * N_1, or with its own imbalance factor
 ``unlabeled_imbalance`` (gamma_u; 1 gives a balanced unlabeled set: DASO's and
 USB's mismatched setting).  Class 0 is the head; the seed decides which
-samples are drawn.
+samples are drawn.  An unlabeled pool (training samples labeled ``NO_LABEL``)
+is never drawn as labeled and always joins the unlabeled set whole.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hdl.cell import Cell
+from hdl.data.dataset import NO_LABEL
 from hdl.errors import UserError
 from hdl.io import save_npz
 
@@ -43,7 +45,12 @@ class Split:
         return np.bincount(train_labels[self.labeled_idx], minlength=num_classes).tolist()
 
     def unlabeled_counts(self, train_labels: np.ndarray, num_classes: int) -> list[int]:
-        return np.bincount(train_labels[self.unlabeled_idx], minlength=num_classes).tolist()
+        """Unlabeled samples per true class; those of a pool, which have none, are ``pool_count``'s."""
+        labels = train_labels[self.unlabeled_idx]
+        return np.bincount(labels[labels != NO_LABEL], minlength=num_classes).tolist()
+
+    def pool_count(self, train_labels: np.ndarray) -> int:
+        return int((train_labels[self.unlabeled_idx] == NO_LABEL).sum())
 
 
 def make_split(
@@ -91,6 +98,7 @@ def make_split(
         labeled.append(chosen)
         pool = rest if unlabeled_counts is None else rest[:wanted_unlabeled]
         unlabeled.append(np.concatenate([chosen, pool]) if include_labeled_in_unlabeled else pool)
+    unlabeled.append(np.flatnonzero(train_labels == NO_LABEL))
     return Split(np.sort(np.concatenate(labeled)).astype(np.int64), np.sort(np.concatenate(unlabeled)).astype(np.int64))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hdl.cell import Cell
+from hdl.data.dataset import NO_LABEL
 from hdl.files.checks import integers, numbers, preview, recorded_cell
 from hdl.files.opening import Source, load_numpy, open_npz
 
@@ -16,7 +17,7 @@ RELABEL_ARRAYS = {
     "embeddings": "(N, d) numbers",
     "labels": "(N,) integers, -1 for unlabeled",
     "probs": "(N, C) probabilities",
-    "truth": "(N,) integer true labels",
+    "truth": "(N,) integer true labels, -1 for a pool sample without one",
     "index": "(N,) distinct training-set indices",
 }
 RELABEL_OUTPUT_ARRAYS = ("labels", "level", "agreement", "rank", "index")
@@ -41,7 +42,7 @@ def _relabel_array(source: Source, name: str, values: np.ndarray, n: int | None 
     if name == "labels":
         return integers(source, name, values, length=n, low=-1, high=num_classes, bound=classes)
     if name == "truth":
-        return integers(source, name, values, length=n, low=0, high=num_classes, bound=classes)
+        return integers(source, name, values, length=n, low=NO_LABEL, high=num_classes, bound=classes)
     return integers(source, name, values, length=n, low=0, unique=True)
 
 

@@ -11,7 +11,7 @@ from hdl.cell import cell_arrays
 from hdl.errors import UserError
 from hdl.io import save_npz, write_json
 from hdl.labeling import adaptive, baselines, hdl, knn, pipeline, select
-from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labeler
+from hdl.labeling.evaluate import coverage_curve, per_level_accuracy, score_labeler, scored
 from hdl.labeling.inputs import RelabelInputs, check_k, load_inputs
 from hdl.stopwatch import Stopwatch
 
@@ -230,7 +230,8 @@ def _diagnostics(
     coverage: float,
     argmax_threshold: float,
 ) -> dict:
-    """HDL's accuracy on the unlabeled samples and the comparison labelers' at HDL's coverage
+    """HDL's accuracy on the unlabeled samples with a true label (``scored``; a pool's have none) and the
+    comparison labelers' at HDL's coverage
     (``skipped``: those too large to run on this input, and why). HDL's coverage curve ranks its
     labels by ``confidence``, the one the stage-2 selection uses."""
     truth, labels, unlabeled = inputs.truth, inputs.labels, inputs.labels < 0
@@ -245,7 +246,7 @@ def _diagnostics(
         labelers["argmax"] = baselines.argmax_labels(inputs.probs, labels)
         labelers["argmax_threshold"] = baselines.thresholded_argmax(inputs.probs, labels, argmax_threshold)
     hdl_score = score_labeler(hdl_labeling, truth, unlabeled, 1.0, n_classes=inputs.n_classes)
-    reached = unlabeled & (result.labels >= 0)
+    reached = scored(unlabeled, truth) & (result.labels >= 0)
     comparison = {}
     for name, labeling in labelers.items():
         if name != "hdl":
@@ -253,6 +254,7 @@ def _diagnostics(
             comparison[name] = {"accuracy": score["accuracy"], "coverage": score["coverage"]}
     return {
         "accuracy": hdl_score["accuracy"],
+        "scored": hdl_score["scored"],  # the unlabeled samples with a true label: all that are scored
         "per_class": hdl_score["per_class"],
         "per_level": per_level_accuracy(result.level[reached], result.labels[reached] == truth[reached]),
         "comparison": comparison,

@@ -2,12 +2,16 @@
 
 A labeler at coverage c keeps its top c fraction of the unlabeled samples by its own
 confidence (fewer where it abstains on more); accuracy is measured on what it keeps.
+
+Only samples with a true label are scored: those whose truth is ``NO_LABEL`` (an unlabeled pool's)
+are left out of the evaluated samples, coverage included, so none counts right or wrong.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from hdl.data.dataset import NO_LABEL
 from hdl.labeling.baselines import Labeling
 
 CURVE_COVERAGES = tuple(round(0.1 * step, 1) for step in range(1, 11))
@@ -23,6 +27,11 @@ def head_and_tail(counts) -> dict[str, np.ndarray]:
     third = max(len(counts) // 3, 1)
     by_count = np.argsort(-counts, kind="stable")
     return {"head": by_count[:third], "tail": by_count[-third:]}
+
+
+def scored(evaluated: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The samples of ``evaluated`` (a boolean mask) that have a true label to be scored against."""
+    return evaluated & (truth != NO_LABEL)
 
 
 def selected_at_coverage(labeling: Labeling, evaluated: np.ndarray, coverage: float) -> np.ndarray:
@@ -41,7 +50,9 @@ def score_labeler(
     n_classes: int | None = None,
 ) -> dict:
     """Accuracy and actual coverage of ``labeling`` at ``coverage``, overall, per true class and,
-    given HDL's ``level`` per sample, per HDL level of the kept samples."""
+    given HDL's ``level`` per sample, per HDL level of the kept samples; ``scored`` counts the
+    evaluated samples with a true label, the only ones scored."""
+    evaluated = scored(evaluated, truth)
     kept = selected_at_coverage(labeling, evaluated, coverage)
     correct = labeling.labels[kept] == truth[kept]
     n_classes = n_classes or int(truth.max()) + 1
@@ -50,6 +61,7 @@ def score_labeler(
     score = {
         "accuracy": _mean(correct),
         "coverage": len(kept) / max(int(evaluated.sum()), 1),
+        "scored": int(evaluated.sum()),
         "per_class": {
             str(c): (per_class_correct[c] / per_class_total[c] if per_class_total[c] else None) for c in range(n_classes)
         },
@@ -72,6 +84,7 @@ def coverage_curve(
     labeling: Labeling, truth: np.ndarray, evaluated: np.ndarray, coverages: tuple[float, ...] = CURVE_COVERAGES
 ) -> list[dict]:
     """Accuracy at each coverage; past the labeler's own coverage the point repeats its maximum."""
+    evaluated = scored(evaluated, truth)
     points = []
     for coverage in coverages:
         kept = selected_at_coverage(labeling, evaluated, coverage)

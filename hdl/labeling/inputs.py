@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hdl.cell import Cell
+from hdl.data.dataset import NO_LABEL
 from hdl.errors import UserError
 from hdl.files import preview, read_array, read_embeddings
 
@@ -55,7 +56,7 @@ def load_inputs(
         n_classes = recorded or (probs.shape[1] if probs is not None else int(max(labels.max(), -1 if truth is None else truth.max())) + 1)
     if probs is not None and probs.shape[1] != n_classes:
         raise UserError(f"{sources['probs']}: probs have {probs.shape[1]} columns but there are {n_classes} classes; pass probabilities of every class")
-    for name, values, low in (("labels", labels, -1), ("truth", truth, 0)):
+    for name, values, low in (("labels", labels, -1), ("truth", truth, NO_LABEL)):
         if values is not None and ((values < low).any() or (values >= n_classes).any()):
             raise UserError(
                 f"{sources[name]}: {name} must lie in [{low}, {n_classes - 1}] for {n_classes} classes; "

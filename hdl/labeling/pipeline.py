@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hdl.data.dataset import NO_LABEL
 from hdl.labeling import adaptive, baselines, hdl, knn, select
 from hdl.stopwatch import Stopwatch
 
@@ -142,21 +143,26 @@ def selection_summary(
     """What stage 2's selection kept of the unlabeled samples (``labels`` < 0), as plain numbers: how many
     its labeler (HDL unless another was asked for) reached, passed the thresholds and were kept (``coverage``: kept / unlabeled), per class of the
     kept label, per class how many of them the classifier disputes (its argmax differs; with ``probs``),
-    the estimated accuracy and, with ``truth``, the true accuracy overall and per class."""
+    the estimated accuracy and, with ``truth``, the true accuracy overall and per class of the kept labels
+    whose sample has a true label (``n_scored`` of them; a pool sample's truth is NO_LABEL)."""
     selection, result = relabeling.selection, relabeling.stage2.result
     unlabeled = labels < 0
     n_unlabeled = int(unlabeled.sum())
     kept = selection.labels
     per_class = np.bincount(kept, minlength=n_classes)
-    per_class_disputed = per_class_accuracy = accuracy = None
+    per_class_disputed = per_class_accuracy = accuracy = n_scored = None
     if probs is not None:
         disputed = select.disputed(probs[selection.positions], kept)
         per_class_disputed = np.bincount(kept[disputed], minlength=n_classes).tolist()
     if truth is not None:
-        correct = kept == truth[selection.positions]
-        accuracy = float(correct.mean()) if len(kept) else None
-        hits = np.bincount(kept, weights=correct, minlength=n_classes)
-        per_class_accuracy = [float(hit / count) if count else None for hit, count in zip(hits, per_class)]
+        kept_truth = truth[selection.positions]
+        has_truth = kept_truth != NO_LABEL
+        correct = kept[has_truth] == kept_truth[has_truth]
+        n_scored = int(has_truth.sum())
+        accuracy = float(correct.mean()) if n_scored else None
+        hits = np.bincount(kept[has_truth], weights=correct, minlength=n_classes)
+        scored_per_class = np.bincount(kept[has_truth], minlength=n_classes)
+        per_class_accuracy = [float(hit / count) if count else None for hit, count in zip(hits, scored_per_class)]
     return {
         "n_unlabeled": n_unlabeled,
         "n_reached": int((unlabeled & (result.labels >= 0)).sum()),
@@ -168,6 +174,7 @@ def selection_summary(
         "per_class_accuracy": per_class_accuracy,
         "estimated_accuracy": relabeling.estimated_accuracy,
         "accuracy": accuracy,
+        "n_scored": n_scored,
     }
 
 

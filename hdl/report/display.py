@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST", "digits": "digits"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST", "digits": "digits",
+                 "svhn": "SVHN", "stl10": "STL-10", "image_folder": "your images"}
 METHOD_NAMES = {
     "mixmatch": "MixMatch",
     "remixmatch": "ReMixMatch",

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdl.ssl.base import Algorithm, Batch, StepContext, register
-from hdl.ssl.ops import labeled_loss, logits_of_three_views
+from hdl.ssl.ops import labeled_loss, logits_of_three_views, pseudo_label_accuracy
 
 
 def confident_pseudo_labels(logits_weak: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,11 +39,10 @@ class FixMatch(Algorithm):
         loss_x = labeled_loss(labeled_logits, batch.labeled_targets, batch.labeled_weights)
         pseudo_labels, mask = confident_pseudo_labels(logits_weak, self.config.threshold)
         loss_u = (F.cross_entropy(logits_strong, pseudo_labels, reduction="none") * mask).mean()
-        correct = (pseudo_labels == batch.unlabeled_truth).float()
         logs = {
             "loss_x": loss_x.detach(),
             "loss_u": loss_u.detach(),
             "mask": mask.mean(),
-            "pseudo_acc": (correct * mask).sum() / mask.sum().clamp_min(1),
+            "pseudo_acc": pseudo_label_accuracy(pseudo_labels, batch.unlabeled_truth, mask),
         }
         return loss_x + self.config.lambda_u * loss_u, logs

@@ -36,7 +36,8 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from hdl.ssl.base import Algorithm, Batch, StepContext, register
-from hdl.ssl.ops import label_accuracy, labeled_loss, logits_of_three_views
+from hdl.data.dataset import NO_LABEL
+from hdl.ssl.ops import label_accuracy, labeled_loss, logits_of_three_views, pseudo_label_accuracy
 
 
 def class_histogram(predicted: torch.Tensor, num_classes: int, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -118,6 +119,7 @@ class FreeMatch(Algorithm):
             "mask": mask.float().mean(),
             "tau": self.time_p.clone(),
             "pseudo_acc": label_accuracy(probs, batch.unlabeled_truth),
-            "masked_correct": ((pseudo_labels == batch.unlabeled_truth) & mask).float().mean(),
+            # of the rows with a true label, the share confident and right
+            "masked_correct": pseudo_label_accuracy(torch.where(mask, pseudo_labels, NO_LABEL), batch.unlabeled_truth),
         }
         return loss, logs

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from hdl.data.dataset import NO_LABEL
 from hdl.ssl.base import Batch, Views
 
 
@@ -148,6 +149,13 @@ def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
             module.num_batches_tracked.copy_(count)
 
 
+def pseudo_label_accuracy(labels: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Share of the rows (of ``mask``'s, if given) with a true label whose ``labels`` equal ``truth``:
+    pseudo-label quality, for logs only. A pool sample's truth is NO_LABEL: it counts neither way."""
+    scored = (truth != NO_LABEL).float() * (1.0 if mask is None else mask.float())
+    return ((labels == truth).float() * scored).sum() / scored.sum().clamp_min(1)
+
+
 def label_accuracy(probs: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Share of rows whose argmax equals ``truth``: pseudo-label quality, for logs only."""
-    return (probs.argmax(dim=-1) == truth).float().mean()
+    """``pseudo_label_accuracy`` of the rows' argmax."""
+    return pseudo_label_accuracy(probs.argmax(dim=-1), truth)

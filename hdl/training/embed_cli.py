@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING
 
-from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
+from hdl.cli_options import add_data_arguments, add_device_arguments, load_data, setup_device
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from hdl.data import load_dataset
     from hdl.data.augment import Augmenter
     from hdl.errors import UserError
     from hdl.cell import Cell
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = setup_device(args)
     state = read_checkpoint(args.checkpoint, "--checkpoint", cell=Cell(dataset=args.dataset))
-    dataset = load_dataset(args.dataset, args.data_dir, args.download)
+    dataset = load_data(args)
     cell = dataclasses.replace(checkpoint_cell(state), num_classes=dataset.num_classes)
     split = read_split(args.split, cell=cell, num_train=len(dataset.train_labels), wanted_by=f"--checkpoint {args.checkpoint}")
 

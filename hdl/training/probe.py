@@ -37,7 +37,7 @@ import torch
 
 from hdl.errors import UserError
 from hdl.labeling import baselines, pipeline
-from hdl.labeling.evaluate import head_and_tail, score_labeler
+from hdl.labeling.evaluate import head_and_tail, score_labeler, scored
 from hdl.training.inference import model_outputs
 from hdl.training.streams import TrainingData, stream_seed
 
@@ -104,6 +104,7 @@ class LabelProbe:
             "global_step": global_step,
             "k": relabeling.chosen.k,
             "n_unlabeled": int(self.evaluated.sum()),
+            "n_scored": int(scored(self.evaluated, self.truth).sum()),  # those with a true label: a pool's have none
             "hdl_confidence": self.selection.confidence,
             "seconds": time.perf_counter() - started,
             **scores,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hdl.cell import Cell
-from hdl.cli_options import add_data_arguments, add_device_arguments, setup_device
+from hdl.cli_options import add_data_arguments, add_device_arguments, load_data, setup_device
 from hdl.errors import UserError
 from hdl.files import CHECKPOINT_KEYS, read_checkpoint, read_extra_labels, read_split
 
@@ -88,14 +88,14 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 def build_trainer(args: argparse.Namespace) -> Trainer:
     """The Trainer the arguments describe, with its data on the chosen device (nothing trained yet)."""
-    from hdl.data import load_dataset, make_split
+    from hdl.data import make_split
     from hdl.data.augment import Augmenter
     from hdl.training.loop import Trainer
     from hdl.training.streams import TrainingData
 
     config = run_config(args)
     device = setup_device(args)
-    dataset = load_dataset(config.dataset, args.data_dir, args.download)
+    dataset = load_data(args)
     cell = Cell(config.dataset, config.labels, config.imbalance, config.seed, dataset.num_classes, config.method)
     num_train = len(dataset.train_labels)
     split = (
