@@ -68,14 +68,16 @@ def true_label_ceiling(setting: Setting) -> list[dict]:
 
 def ceiling_labels(hdl_extra_labels: Path, embed: Path) -> dict[str, np.ndarray]:
     """``hdl_extra_labels`` (an `hdl relabel --extra-labels-out` file) with every label replaced by the sample's true
-    label (``truth`` of `hdl embed`'s ``embed``, matched by dataset index) and every weight by one."""
+    label (``truth`` of `hdl embed`'s ``embed``, matched by dataset index) and every weight by one; samples of an
+    unlabeled pool, which have no true label, are left out."""
     with np.load(hdl_extra_labels) as kept, np.load(embed) as embedded:
         arrays = {key: kept[key] for key in kept.files}
         rows = np.searchsorted(embedded["index"], arrays["index"])
         if not np.array_equal(embedded["index"][rows], arrays["index"]):
             raise SystemExit(f"{hdl_extra_labels}: indices that {embed} does not hold")
-        arrays["label"] = embedded["truth"][rows].astype(np.int64)
-    arrays["weight"] = np.ones(len(arrays["index"]), dtype=np.float32)
+        truth = embedded["truth"][rows].astype(np.int64)
+    known = truth >= 0  # a pool sample has no true label to give it
+    arrays |= {"index": arrays["index"][known], "label": truth[known], "weight": np.ones(int(known.sum()), dtype=np.float32)}
     return arrays
 
 

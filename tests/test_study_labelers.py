@@ -25,9 +25,9 @@ from hdl.io import save_npz  # noqa: E402
 
 def test_the_ceiling_keeps_the_hdl_variants_samples_with_their_true_labels_and_weight_one(tmp_path):
     embed, extra = tmp_path / "embed.npz", tmp_path / "extra.npz"
-    save_npz(embed, index=np.array([3, 5, 8, 13]), truth=np.array([2, 0, 1, 1]), labels=np.array([2, -1, -1, -1]))
-    save_npz(extra, index=np.array([8, 13]), label=np.array([0, 1]), weight=np.array([0.3, 2.0], dtype=np.float32),
-             dataset=np.array("digits"))
+    save_npz(embed, index=np.array([3, 5, 8, 13, 21]), truth=np.array([2, 0, 1, 1, -1]), labels=np.array([2, -1, -1, -1, -1]))
+    save_npz(extra, index=np.array([8, 13, 21]), label=np.array([0, 1, 0]), weight=np.array([0.3, 2.0, 1.0], dtype=np.float32),
+             dataset=np.array("digits"))  # 21: a pool sample, with no true label
     labels = ceiling_labels(extra, embed)
     assert labels["index"].tolist() == [8, 13] and labels["label"].tolist() == [1, 1]
     assert labels["weight"].tolist() == [1.0, 1.0] and str(labels["dataset"]) == "digits"  # the cell it checks stays
