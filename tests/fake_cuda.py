@@ -25,6 +25,11 @@ device=...)`` copies from the host, blocking).  Reading a value (``.item()``, ``
 the data) fails everywhere: fake tensors have no values to read.
 
 Each ends in ``DeviceCheckFailed``, naming the op and the line of ``hdl/`` that ran it.
+
+Private APIs (``torch._subclasses.fake_tensor``, ``torch.utils._python_dispatch``, ``torch.utils._pytree``,
+autograd nodes' ``_input_metadata``): only those that torch 2.11 (the GPU machines') and 2.14 (this project's pin)
+both have.  A device mix is told by the op's tensors, not by the mode's error, which 2.14 raises as
+``FakeTensorDeviceMismatchError`` and 2.11 as a plain ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ from torch._subclasses.fake_tensor import (
     DataDependentOutputException,
     DynamicOutputShapeException,
     FakeTensor,
-    FakeTensorDeviceMismatchError,
     FakeTensorMode,
 )
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -57,6 +61,20 @@ COPIES = (aten._to_copy.default, aten.copy_.default, aten.copy.default)
 
 class DeviceCheckFailed(AssertionError):
     """An op mixed devices or made the host wait for the device: the op, why, and the line of ``hdl/`` that ran it."""
+
+
+class DeviceMismatch(RuntimeError):
+    """An op whose tensors are on two devices: the op, the first device among them, then another."""
+
+    def __init__(self, func, first: torch.device, other: torch.device):
+        super().__init__(f"{func} mixes {first} and {other}")
+
+
+def mixed_devices(tensors: list[torch.Tensor]) -> list[torch.device]:
+    """The devices of ``tensors`` in the order they come, zero-dim CPU tensors aside (a CUDA kernel takes those as
+    numbers), or [] where there is only one."""
+    devices = list(dict.fromkeys(t.device for t in tensors if not (t.device.type == "cpu" and t.dim() == 0)))
+    return devices if len(devices) > 1 else []
 
 
 class HostSync(RuntimeError):
@@ -88,22 +106,21 @@ class DeviceChecks(TorchDispatchMode):
             indexed, *indices = tensors
             for index in indices:
                 if index.device != indexed.device:
-                    raise FakeTensorDeviceMismatchError(func, indexed.device, index.device)
+                    raise DeviceMismatch(func, indexed.device, index.device)
         if tensors and all(tensor.device.type == "cuda" for tensor in tensors):
             self.ops_on_cuda[str(func.overloadpacket)] += 1
         if func is aten._pin_memory.default:
             pinned = torch.empty_like(args[0])
             self.pinned[pinned] = True
             return pinned
-        if func in (aten._sample_dirichlet.default, aten._fused_sgd_.default):
-            FakeTensor._find_common_device(func, tensors)
-            return torch.empty_like(args[0]) if func is aten._sample_dirichlet.default else None
         try:
+            if func in (aten._sample_dirichlet.default, aten._fused_sgd_.default):
+                FakeTensor._find_common_device(func, tensors)
+                return torch.empty_like(args[0]) if func is aten._sample_dirichlet.default else None
             result = func(*args, **kwargs)
-        except RuntimeError as error:  # some fake kernels check devices themselves, and say so without the op
-            devices = {tensor.device for tensor in tensors}
-            if len(devices) > 1 and not isinstance(error, FakeTensorDeviceMismatchError):
-                raise FakeTensorDeviceMismatchError(func, *sorted(devices, key=str, reverse=True)[:2]) from error
+        except RuntimeError as error:  # the mode's device error, or a fake kernel's own, which may not name the op
+            if devices := mixed_devices(tensors):
+                raise DeviceMismatch(func, *devices[:2]) from error
             raise
         if self.refuse_host_syncs and func in COPIES:
             self.check_copy(func, args, kwargs, result)
@@ -172,7 +189,7 @@ def as_the_engine_passes_it(gradient: torch.Tensor, metadata, node) -> torch.Ten
     """``gradient`` summed to the shape and cast to the dtype its next node expects, as the engine does
     (``validate_outputs``); on another device, an error, as there."""
     if gradient.device != metadata.device and not (gradient.device.type == "cpu" and gradient.dim() == 0):
-        raise FakeTensorDeviceMismatchError(type(node).__name__, metadata.device, gradient.device)
+        raise DeviceMismatch(type(node).__name__, metadata.device, gradient.device)
     if gradient.shape != metadata.shape:
         gradient = gradient.sum_to_size(metadata.shape)
     return gradient.to(metadata.device, metadata.dtype)
@@ -188,9 +205,7 @@ def package_line(error: BaseException) -> str:
 
 
 def failure(error: BaseException) -> str:
-    if isinstance(error, FakeTensorDeviceMismatchError):
-        return f"{error.func} mixes {error.common_device} and {error.device}"
-    if isinstance(error, HostSync):
+    if isinstance(error, (DeviceMismatch, HostSync)):
         return str(error)
     return f"{error.func} reads a value the device computed, which waits for the device"
 
@@ -209,5 +224,5 @@ def fake_cuda() -> Iterator[DeviceChecks]:
         try:
             with FakeTensorMode(allow_non_fake_inputs=True), checks:
                 yield checks
-        except (FakeTensorDeviceMismatchError, HostSync, DataDependentOutputException, DynamicOutputShapeException) as error:
+        except (DeviceMismatch, HostSync, DataDependentOutputException, DynamicOutputShapeException) as error:
             raise DeviceCheckFailed(f"{failure(error)} at {package_line(error)}") from error

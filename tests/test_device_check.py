@@ -28,6 +28,8 @@ def test_the_device_check_runs_on_cpu_without_the_packages_the_device_machine_la
         for precision in ("fp32", "bf16"):
             assert any(line.split()[:2] == [method, precision] and " yes " in line for line in table.splitlines()), (method, precision)
     assert "28x28x1  wrn-10-1  fixmatch" in table
+    # step 2 on CPU: the fake-CUDA tests pass, those that need a GPU skip
+    assert any(line.startswith("CUDA tests") and " passed, " in line and " skipped" in line for line in table.splitlines())
 
 
 @pytest.mark.parametrize("command", ["train", "embed"])
