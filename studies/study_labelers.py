@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,8 @@ import pandas as pd
 from hdl import workflow
 from hdl.io import atomic_path, save_npz
 from hdl.report.stats import paired_t_interval
-from stage2_runs import cell_of, run, stage2_command
-from study_trust import Setting, gains_against, outcome, print_accuracies, print_gains, print_kept, print_refreshes, run_all
+from stage2_runs import cell_of, stage2_command
+from study_trust import Setting, gains_against, print_accuracies, print_gains, print_kept, print_refreshes, run_all, run_planned
 from tune_selection import tail_classes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,10 +87,7 @@ def labeler_rows(setting: Setting, jobs: int) -> list[dict]:
     every = setting.hdl["refresh_every"]
     rows += run_all(setting, {name: (setting.hdl | {"labeler": name}, every) for name in others}, jobs)
     if CEILING in variants_of(setting.name):
-        planned = true_label_ceiling(setting)
-        with ThreadPoolExecutor(jobs) as pool:
-            results = list(pool.map(lambda job: run(job[1], job[2]), planned))
-        rows += [outcome(row, metrics) for (row, _, _), metrics in zip(planned, results)]
+        rows += run_planned(setting, true_label_ceiling(setting), jobs)
     return rows
 
 

@@ -157,8 +157,12 @@ def outcome(row: dict, metrics: dict) -> dict:
 
 
 def run_all(setting: Setting, variants: dict, jobs: int) -> list[dict]:
+    return run_planned(setting, setting.jobs(variants), jobs)
+
+
+def run_planned(setting: Setting, planned: list[tuple[dict, list[str], Path]], jobs: int) -> list[dict]:
+    """Every (row, command, out) of ``planned`` run, ``jobs`` at a time (finished runs read back), as outcome rows."""
     os.chdir(setting.folder)  # the stage-1 runs recorded their split relative to the workflow's folder
-    planned = setting.jobs(variants)
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(lambda job: run(job[1], job[2]), planned))
     return [outcome(row, metrics) for (row, _, _), metrics in zip(planned, results)]

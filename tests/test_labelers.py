@@ -12,10 +12,8 @@ from hdl.cli import build_parser, main
 from hdl.labeling import baselines, pipeline
 from hdl.labeling.weights import entropy_balanced_weights
 from hdl.training.train_cli import build_trainer
+from test_refresh import CELL, TRAIN  # the same digits cell and trainer settings as the refresh's tests
 
-CELL = ["--dataset", "digits", "--labels", "40", "--seed", "0", "--method", "fixmatch"]
-TRAIN = [*CELL, "--arch", "wrn-10-1", "--threads", "1", "--no-progress", "--set", "batch_size=16", "--set", "uratio=1",
-         "--set", "probe_every=0"]
 ALL_LABELS = ["--k-candidates", "3", "7", "--folds", "2", "--selection", "all", "--weight", "entropy_balanced"]
 
 
